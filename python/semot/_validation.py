@@ -1,0 +1,99 @@
+"""Input normalisation shared by the public functions.
+
+The Python layer is lenient (lists, integer arrays, strided arrays, torch CPU tensors through
+``np.asarray``) and hands the Rust core exactly what it accepts: C-contiguous ``float32`` or
+``float64`` arrays and ``int64`` offsets.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+
+def float_array(x: Any, name: str, ndim: int | None = None, dtype: Any = None) -> FloatArray:
+    """Return ``x`` as a C-contiguous float32 or float64 array.
+
+    float32 and float64 are kept as given; integers, booleans and float16 become float64
+    (float16 becomes float32). Complex, object and string arrays raise ``TypeError``.
+    """
+    arr = np.asarray(x)
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name}: complex arrays are not supported (got dtype {arr.dtype})")
+    if kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if dtype is None:
+        if arr.dtype == np.float32 or arr.dtype == np.float16:
+            dtype = np.float32
+        else:
+            dtype = np.float64
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if ndim is not None and out.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {out.shape}")
+    return out
+
+
+def index_array(x: Any, name: str, ndim: int) -> npt.NDArray[np.int64]:
+    """Return ``x`` as a C-contiguous int64 array of rank ``ndim``."""
+    arr = np.asarray(x)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: index too large for int64")
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    if out.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D integer array, got shape {out.shape}")
+    return out
+
+
+def check_p(p: float) -> float:
+    """Validate the order ``p`` of a Wasserstein distance (a finite number >= 1)."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p: expected a real number >= 1, got {type(p).__name__}")
+    p = float(p)
+    if not np.isfinite(p) or p < 1:
+        raise ValueError(f"p: must be a finite number >= 1, got {p}")
+    return p
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Validate an integer argument that must be at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def check_n_threads(n_threads: int | None) -> int | None:
+    """Validate ``n_threads`` (``None`` means every core, or ``RAYON_NUM_THREADS``)."""
+    if n_threads is None:
+        return None
+    return check_positive_int(n_threads, "n_threads")
+
+
+def resolve_seed(seed: int | np.random.Generator | None) -> int:
+    """Turn ``seed`` into the 64-bit integer the Rust generator takes.
+
+    ``None`` draws fresh entropy from the operating system.
+    """
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**63, dtype=np.int64))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed: expected an int, a numpy Generator or None, got {type(seed)}")
+    seed = int(seed)
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed: must fit in 64 bits, got {seed}")
+    return seed % 2**64

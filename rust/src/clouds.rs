@@ -1,0 +1,241 @@
+//! Ragged weighted point clouds in CSR form: `points (T, d)`, `weights (T,)`, `offsets (N+1,)`.
+//!
+//! Cloud `c` is made of the rows `offsets[c]..offsets[c+1]` of `points`, with the matching
+//! entries of `weights`. Weights are non-negative and are normalised per cloud by the kernels
+//! (in `f64`), so only their ratios matter.
+
+use crate::error::{Error, Result};
+use crate::float::Real;
+
+/// A borrowed, validated set of weighted point clouds.
+#[derive(Debug, Clone, Copy)]
+pub struct CloudsView<'a, T> {
+    points: &'a [T],
+    weights: &'a [T],
+    offsets: &'a [i64],
+    dim: usize,
+}
+
+impl<'a, T: Real> CloudsView<'a, T> {
+    /// Checks the CSR structure and every value, then returns a view.
+    ///
+    /// `name` is the argument name used in error messages (for example `"A"`).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the arrays disagree in length, [`Error::InvalidArgument`] for bad
+    /// offsets, [`Error::InvalidCloud`] naming the first bad cloud (empty, non-finite point,
+    /// negative or non-finite weight, or weights summing to zero).
+    pub fn new(
+        name: &str,
+        points: &'a [T],
+        dim: usize,
+        weights: &'a [T],
+        offsets: &'a [i64],
+    ) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::arg(name, "points must have at least one column (d >= 1)"));
+        }
+        if points.len() % dim != 0 {
+            return Err(Error::shape(
+                name,
+                format!("a multiple of d={dim} point coordinates"),
+                points.len().to_string(),
+            ));
+        }
+        let total = points.len() / dim;
+        if weights.len() != total {
+            return Err(Error::shape(
+                &format!("{name}.weights"),
+                format!("length {total} (one weight per point)"),
+                format!("length {}", weights.len()),
+            ));
+        }
+        if offsets.len() < 2 {
+            return Err(Error::arg(
+                &format!("{name}.offsets"),
+                "must have length n_clouds + 1 >= 2 (at least one cloud)",
+            ));
+        }
+        if offsets[0] != 0 {
+            return Err(Error::arg(
+                &format!("{name}.offsets"),
+                format!("must start at 0, starts at {}", offsets[0]),
+            ));
+        }
+        for (c, w) in offsets.windows(2).enumerate() {
+            if w[1] < w[0] {
+                return Err(Error::arg(
+                    &format!("{name}.offsets"),
+                    format!("must be non-decreasing, offsets[{}]={} > offsets[{}]={}", c, w[0], c + 1, w[1]),
+                ));
+            }
+        }
+        let last = offsets[offsets.len() - 1];
+        if last != total as i64 {
+            return Err(Error::arg(
+                &format!("{name}.offsets"),
+                format!("must end at the number of points {total}, ends at {last}"),
+            ));
+        }
+        let view = Self {
+            points,
+            weights,
+            offsets,
+            dim,
+        };
+        for c in 0..view.len() {
+            view.check_cloud(name, c)?;
+        }
+        Ok(view)
+    }
+
+    fn check_cloud(&self, name: &str, c: usize) -> Result<()> {
+        let (lo, hi) = self.range(c);
+        if lo == hi {
+            return Err(Error::cloud(name, c, "is empty (it has no points)"));
+        }
+        let mut sum = 0.0f64;
+        for (k, &w) in self.weights[lo..hi].iter().enumerate() {
+            if !w.is_finite() {
+                return Err(Error::cloud(name, c, format!("weight {k} is not finite ({w:?})")));
+            }
+            if w < T::zero() {
+                return Err(Error::cloud(name, c, format!("weight {k} is negative ({w:?})")));
+            }
+            sum += w.to_f64();
+        }
+        if !(sum > 0.0) || !sum.is_finite() {
+            return Err(Error::cloud(
+                name,
+                c,
+                format!("weights must have a positive finite sum, got {sum}"),
+            ));
+        }
+        let pts = &self.points[lo * self.dim..hi * self.dim];
+        if let Some(pos) = pts.iter().position(|x| !x.is_finite()) {
+            return Err(Error::cloud(
+                name,
+                c,
+                format!(
+                    "point {} has a non-finite coordinate ({:?})",
+                    pos / self.dim,
+                    pts[pos]
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of clouds.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether there are no clouds (never true for a validated view).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of the points.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Total number of points over all clouds.
+    pub fn total_points(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Row range `lo..hi` of cloud `c`.
+    pub fn range(&self, c: usize) -> (usize, usize) {
+        (self.offsets[c] as usize, self.offsets[c + 1] as usize)
+    }
+
+    /// Number of points of cloud `c`.
+    pub fn size(&self, c: usize) -> usize {
+        let (lo, hi) = self.range(c);
+        hi - lo
+    }
+
+    /// The points of cloud `c`, row-major `(n_c, d)`.
+    pub fn points(&self, c: usize) -> &'a [T] {
+        let (lo, hi) = self.range(c);
+        &self.points[lo * self.dim..hi * self.dim]
+    }
+
+    /// The (unnormalised) weights of cloud `c`.
+    pub fn weights(&self, c: usize) -> &'a [T] {
+        let (lo, hi) = self.range(c);
+        &self.weights[lo..hi]
+    }
+
+    /// All points, row-major `(T, d)`.
+    pub fn all_points(&self) -> &'a [T] {
+        self.points
+    }
+}
+
+/// Checks a `(K, 2)` array of pair indices against the sizes of the two sets.
+pub(crate) fn check_pairs(pairs: &[i64], n_a: usize, n_b: usize) -> Result<()> {
+    if pairs.len() % 2 != 0 {
+        return Err(Error::shape("pairs", "shape (K, 2)", format!("{} values", pairs.len())));
+    }
+    for (k, pair) in pairs.chunks_exact(2).enumerate() {
+        for (side, (&idx, n)) in pair.iter().zip([n_a, n_b]).enumerate() {
+            if idx < 0 || idx as usize >= n {
+                return Err(Error::arg(
+                    "pairs",
+                    format!(
+                        "pairs[{k}, {side}] = {idx} is out of range for {} clouds",
+                        n
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_structure() {
+        let pts = [0.0f64, 1.0, 2.0, 3.0];
+        let w = [1.0, 1.0];
+        assert!(CloudsView::new("A", &pts, 2, &w, &[0, 2]).is_ok());
+        assert!(matches!(
+            CloudsView::new("A", &pts, 2, &w, &[1, 2]),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            CloudsView::new("A", &pts, 2, &w, &[0, 2, 1]),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            CloudsView::new("A", &pts, 2, &w, &[0, 0, 2]),
+            Err(Error::InvalidCloud { cloud: 0, .. })
+        ));
+        assert!(matches!(
+            CloudsView::new("A", &pts, 2, &[1.0, -1.0], &[0, 1, 2]),
+            Err(Error::InvalidCloud { cloud: 1, .. })
+        ));
+        assert!(matches!(
+            CloudsView::new("A", &pts, 2, &[0.0, 0.0], &[0, 2]),
+            Err(Error::InvalidCloud { cloud: 0, .. })
+        ));
+        let nan = [0.0, f64::NAN, 2.0, 3.0];
+        assert!(matches!(
+            CloudsView::new("A", &nan, 2, &w, &[0, 1, 2]),
+            Err(Error::InvalidCloud { cloud: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn pairs_checked() {
+        assert!(check_pairs(&[0, 1, 1, 0], 2, 2).is_ok());
+        assert!(check_pairs(&[0, 2], 2, 2).is_err());
+        assert!(check_pairs(&[-1, 0], 2, 2).is_err());
+    }
+}

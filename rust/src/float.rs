@@ -1,0 +1,67 @@
+//! The floating-point element types the kernels are generic over (`f32` and `f64`).
+
+use ndarray::LinalgScalar;
+
+/// A point coordinate type. Kernels compute in `Self` and accumulate sums in `f64`.
+pub trait Real:
+    LinalgScalar + PartialOrd + Default + Send + Sync + std::fmt::Debug + std::iter::Sum
+{
+    /// Name used in messages (`"float32"`, `"float64"`).
+    const NAME: &'static str;
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn abs(self) -> Self;
+    fn powf(self, p: Self) -> Self;
+    fn sqrt(self) -> Self;
+    fn is_finite(self) -> bool;
+    fn min(self, other: Self) -> Self;
+    fn max(self, other: Self) -> Self;
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+macro_rules! impl_real {
+    ($t:ty, $name:literal) => {
+        impl Real for $t {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                f64::from(self)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn powf(self, p: Self) -> Self {
+                <$t>::powf(self, p)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn min(self, other: Self) -> Self {
+                <$t>::min(self, other)
+            }
+            #[inline(always)]
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            #[inline(always)]
+            fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+                <$t>::total_cmp(self, other)
+            }
+        }
+    };
+}
+
+impl_real!(f32, "float32");
+impl_real!(f64, "float64");

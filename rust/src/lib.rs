@@ -1,0 +1,32 @@
+//! Optimal-transport distances between weighted point clouds.
+//!
+//! This crate is the pure-Rust core of the `semot` Python package. It knows nothing about
+//! Python: the binding lives in [`py`] behind the `python` feature and only converts arrays,
+//! releases the GIL and maps [`Error`] to Python exceptions.
+//!
+//! * [`clouds`]: ragged weighted point clouds in CSR form and their validation.
+//! * [`projections`]: seeded random directions on the sphere (explicit RNG algorithm).
+//! * [`sliced`]: exact sliced Wasserstein distances (one pair, all pairs, candidate pairs).
+//! * [`quantile`]: quantile embeddings and the matrix-product path for many pairs.
+//! * [`sinkhorn`]: log-domain entropic OT with epsilon scaling, and the Sinkhorn divergence.
+//! * [`linkage`]: union-find, connected components and single-linkage merge trees.
+//! * [`parallel`]: the thread-pool and chunked driver shared by every bulk kernel.
+
+pub mod clouds;
+pub mod error;
+pub mod float;
+pub mod linkage;
+pub mod parallel;
+pub mod projections;
+pub mod quantile;
+pub mod sinkhorn;
+pub mod sliced;
+pub mod wasserstein1d;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use clouds::CloudsView;
+pub use error::{Error, Result};
+pub use float::Real;
+pub use parallel::Executor;

@@ -1,0 +1,160 @@
+//! The Python binding: the only module that names pyo3 or numpy.
+//!
+//! It converts arrays (exact dtypes, C-contiguous; the Python layer has already normalised
+//! them), releases the GIL in one place ([`detached`]), and maps [`crate::Error`] to builtin
+//! Python exceptions in one place ([`to_pyerr`]).
+
+use std::sync::Mutex;
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::clouds::CloudsView;
+use crate::error::Error;
+use crate::float::Real;
+use crate::parallel::Executor;
+
+mod linkage;
+mod sinkhorn;
+mod sliced;
+
+/// Maps the core error to a Python exception (`ValueError` for every invalid input).
+pub(crate) fn to_pyerr(err: Error) -> PyErr {
+    match err {
+        Error::Interrupted => {
+            pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted by a signal")
+        }
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+/// Runs `f` with the GIL released on an executor with `n_threads` threads whose interrupt
+/// check re-attaches briefly between rounds of work and runs Python's signal handlers, so
+/// Ctrl-C stops long calls with `KeyboardInterrupt`.
+pub(crate) fn detached<R, F>(py: Python<'_>, n_threads: Option<usize>, f: F) -> PyResult<R>
+where
+    R: Send,
+    F: FnOnce(&Executor<'_>) -> crate::Result<R> + Send,
+{
+    let executor = Executor::new(n_threads).map_err(to_pyerr)?;
+    let pending: Mutex<Option<PyErr>> = Mutex::new(None);
+    let check = || {
+        Python::attach(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                *pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                true
+            }
+        })
+    };
+    let result = py.detach(|| f(&executor.with_interrupt(&check)));
+    match result {
+        Ok(r) => Ok(r),
+        Err(Error::Interrupted) => Err(pending
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(|| to_pyerr(Error::Interrupted))),
+        Err(e) => Err(to_pyerr(e)),
+    }
+}
+
+/// A float array of either supported dtype, matched exactly (no silent conversion).
+#[derive(FromPyObject)]
+pub(crate) enum Array2<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+/// A 1-D float array of either supported dtype.
+#[derive(FromPyObject)]
+pub(crate) enum Array1<'py> {
+    F32(PyReadonlyArray1<'py, f32>),
+    F64(PyReadonlyArray1<'py, f64>),
+}
+
+/// The three CSR arrays of a set of clouds, with one float dtype.
+pub(crate) struct Csr<'py, T: numpy::Element> {
+    points: PyReadonlyArray2<'py, T>,
+    weights: PyReadonlyArray1<'py, T>,
+    offsets: PyReadonlyArray1<'py, i64>,
+}
+
+impl<'py, T: Real + numpy::Element> Csr<'py, T> {
+    /// A validated view of the clouds; `name` is used in error messages.
+    pub(crate) fn view(&self, name: &str) -> PyResult<CloudsView<'_, T>> {
+        let dim = self.points.shape()[1];
+        CloudsView::new(
+            name,
+            contiguous(&self.points, name)?,
+            dim,
+            self.weights
+                .as_slice()
+                .map_err(|_| PyValueError::new_err(format!("{name}.weights must be C-contiguous")))?,
+            self.offsets
+                .as_slice()
+                .map_err(|_| PyValueError::new_err(format!("{name}.offsets must be C-contiguous")))?,
+        )
+        .map_err(to_pyerr)
+    }
+}
+
+/// The contiguous data of a 2-D array, or a `ValueError` naming the argument.
+pub(crate) fn contiguous<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray2<'_, T>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// Both sets of clouds with one shared dtype.
+pub(crate) enum CsrSet<'py> {
+    F32(Csr<'py, f32>),
+    F64(Csr<'py, f64>),
+}
+
+/// Pairs up points and weights of one dtype, or raises `TypeError`.
+pub(crate) fn csr<'py>(
+    name: &str,
+    points: Array2<'py>,
+    weights: Array1<'py>,
+    offsets: PyReadonlyArray1<'py, i64>,
+) -> PyResult<CsrSet<'py>> {
+    match (points, weights) {
+        (Array2::F32(points), Array1::F32(weights)) => Ok(CsrSet::F32(Csr {
+            points,
+            weights,
+            offsets,
+        })),
+        (Array2::F64(points), Array1::F64(weights)) => Ok(CsrSet::F64(Csr {
+            points,
+            weights,
+            offsets,
+        })),
+        _ => Err(PyTypeError::new_err(format!(
+            "{name}: points and weights must share one dtype (float32 or float64)"
+        ))),
+    }
+}
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::sliced::{
+        quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist,
+        sw_pairs, sw_pdist, wasserstein_1d,
+    };
+
+    #[pymodule_export]
+    use super::sinkhorn::{sinkhorn_cdist, sinkhorn_pairs, sinkhorn_pdist};
+
+    #[pymodule_export]
+    use super::linkage::{connected_components, single_linkage};
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
