@@ -1,5 +1,31 @@
-"""semot: semantic optimal transport between sparse-autoencoder features."""
+"""semot: semantic optimal transport between sparse-autoencoder features.
+
+Distances between features represented as weighted point clouds (the hidden states where a
+feature fires, weighted by its activation): exact sliced Wasserstein and entropic (Sinkhorn)
+distances in bulk from a Rust core, plus union-find merging. ``import semot`` imports only
+numpy; the torch-based collection code lives in optional submodules.
+"""
 
 from semot._core import __version__
+from semot.clouds import PointClouds
+from semot.sliced import (
+    random_projections,
+    sliced_quantile_embedding,
+    sliced_wasserstein_cdist,
+    sliced_wasserstein_distance,
+    sliced_wasserstein_pairs,
+    sliced_wasserstein_pdist,
+    wasserstein_1d,
+)
 
-__all__ = ["__version__"]
+__all__ = [
+    "PointClouds",
+    "__version__",
+    "random_projections",
+    "sliced_quantile_embedding",
+    "sliced_wasserstein_cdist",
+    "sliced_wasserstein_distance",
+    "sliced_wasserstein_pairs",
+    "sliced_wasserstein_pdist",
+    "wasserstein_1d",
+]

@@ -8,6 +8,10 @@ pub trait Real:
 {
     /// Name used in messages (`"float32"`, `"float64"`).
     const NAME: &'static str;
+    /// Below this ratio `|x − y|² / (|x|² + |y|²)`, a distance obtained from a matrix product
+    /// (`|x|² + |y|² − 2⟨x, y⟩`) has lost too many digits to cancellation and is recomputed
+    /// directly.
+    const CANCELLATION: f64;
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn abs(self) -> Self;
@@ -20,9 +24,10 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $name:literal, $cancel:literal) => {
         impl Real for $t {
             const NAME: &'static str = $name;
+            const CANCELLATION: f64 = $cancel;
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
                 x as $t
@@ -63,5 +68,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "float32");
-impl_real!(f64, "float64");
+impl_real!(f32, "float32", 0.05);
+impl_real!(f64, "float64", 1e-6);

@@ -111,6 +111,21 @@ impl<'a> Executor<'a> {
         self.check()
     }
 
+    /// Runs `f(k, item)` for every item in parallel (items are typically disjoint mutable
+    /// pieces of an output buffer of varying sizes).
+    pub fn each<I, F>(&self, items: Vec<I>, f: F) -> Result<()>
+    where
+        I: Send,
+        F: Fn(usize, I) + Sync,
+    {
+        let mut slots: Vec<Option<I>> = items.into_iter().map(Some).collect();
+        self.fill(&mut slots, 1, |k, slot| {
+            if let Some(item) = slot[0].take() {
+                f(k, item);
+            }
+        })
+    }
+
     /// Runs `f(i)` for every `i` in `0..n` in parallel, collecting the results in order.
     pub fn map<R, F>(&self, n: usize, f: F) -> Result<Vec<R>>
     where

@@ -1,11 +1,134 @@
-//! placeholder
+//! Bindings of [`crate::linkage`]: union-find components, single-linkage trees and their cuts.
+
+// pyo3 extracts arguments by value; borrowing them is not an option for `#[pyfunction]`s.
+#![allow(clippy::needless_pass_by_value)]
+
+use numpy::ndarray::Array2;
+use numpy::PyUntypedArrayMethods;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-#[pyfunction]
-pub(crate) fn connected_components() -> PyResult<()> {
-    Err(pyo3::exceptions::PyNotImplementedError::new_err("todo"))
+use super::{contiguous, detached, to_pyerr, Array1};
+use crate::error::Error;
+use crate::linkage::{self, MergeTree};
+
+/// The data of a `(K, 2)` index array, or an error naming `name`.
+fn pair_data<'a>(a: &'a PyReadonlyArray2<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
+    let shape = a.shape();
+    if shape[1] != 2 {
+        return Err(to_pyerr(Error::shape(
+            name,
+            "shape (K, 2)",
+            format!("shape ({}, {})", shape[0], shape[1]),
+        )));
+    }
+    contiguous(a, name)
 }
+
+/// The data of a 1-D array, or a `ValueError` naming `name`.
+fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// A validated merge tree from an `(M, 4)` float64 linkage matrix.
+fn tree(n: usize, merges: &PyReadonlyArray2<'_, f64>) -> PyResult<MergeTree> {
+    let shape = merges.shape();
+    if shape[1] != 4 {
+        return Err(to_pyerr(Error::shape(
+            "merges",
+            "shape (M, 4)",
+            format!("shape ({}, {})", shape[0], shape[1]),
+        )));
+    }
+    MergeTree::from_linkage("merges", n, contiguous(merges, "merges")?).map_err(to_pyerr)
+}
+
+/// Canonical connected-component labels of the graph on `0..n` with `edges` (K x 2 int64).
 #[pyfunction]
-pub(crate) fn single_linkage() -> PyResult<()> {
-    Err(pyo3::exceptions::PyNotImplementedError::new_err("todo"))
+pub(crate) fn connected_components<'py>(
+    py: Python<'py>,
+    n: usize,
+    edges: PyReadonlyArray2<'py, i64>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let edges = pair_data(&edges, "edges")?;
+    let labels = detached(py, Some(1), |_| linkage::connected_components(n, edges))?;
+    Ok(labels.into_pyarray(py))
+}
+
+/// Single-linkage merges `(M, 4)` float64 `[id_a, id_b, distance, size]` (scipy convention)
+/// of `n` points from candidate `pairs` (K x 2 int64) and `distances` (K float64).
+#[pyfunction]
+pub(crate) fn single_linkage<'py>(
+    py: Python<'py>,
+    n: usize,
+    pairs: PyReadonlyArray2<'py, i64>,
+    distances: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let pairs = pair_data(&pairs, "pairs")?;
+    let distances = vector(&distances, "distances")?;
+    let flat = detached(py, Some(1), |_| {
+        linkage::single_linkage(n, pairs, distances).map(|t| t.to_linkage())
+    })?;
+    let rows = flat.len() / 4;
+    let out = Array2::from_shape_vec((rows, 4), flat).expect("the linkage has 4 columns");
+    Ok(out.into_pyarray(py))
+}
+
+/// Canonical labels of the tree `merges` (M x 4 float64 over `n` points) cut at `threshold`.
+#[pyfunction]
+pub(crate) fn cut_tree_threshold<'py>(
+    py: Python<'py>,
+    n: usize,
+    merges: PyReadonlyArray2<'py, f64>,
+    threshold: f64,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let t = tree(n, &merges)?;
+    let labels = detached(py, Some(1), |_| t.labels_at(threshold))?;
+    Ok(labels.into_pyarray(py))
+}
+
+/// Canonical labels of the tree `merges` (M x 4 float64 over `n` points) with `n_clusters`
+/// clusters (or the forest's components when there are more).
+#[pyfunction]
+pub(crate) fn cut_tree_k<'py>(
+    py: Python<'py>,
+    n: usize,
+    merges: PyReadonlyArray2<'py, f64>,
+    n_clusters: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let t = tree(n, &merges)?;
+    let labels = detached(py, Some(1), |_| t.labels_for(n_clusters))?;
+    Ok(labels.into_pyarray(py))
+}
+
+/// Canonical labels of single linkage cut at `threshold` from a condensed (scipy `pdist`
+/// order) float32 or float64 distance vector.
+#[pyfunction]
+#[pyo3(signature = (condensed_distances, threshold, n_threads=None))]
+pub(crate) fn merge_by_threshold<'py>(
+    py: Python<'py>,
+    condensed_distances: Array1<'py>,
+    threshold: f64,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    const NAME: &str = "condensed_distances";
+    let labels = match &condensed_distances {
+        Array1::F32(a) => {
+            let d = vector(a, NAME)?;
+            let n = linkage::n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
+            detached(py, n_threads, |exec| {
+                linkage::merge_by_threshold(n, d, threshold, exec)
+            })?
+        }
+        Array1::F64(a) => {
+            let d = vector(a, NAME)?;
+            let n = linkage::n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
+            detached(py, n_threads, |exec| {
+                linkage::merge_by_threshold(n, d, threshold, exec)
+            })?
+        }
+    };
+    Ok(labels.into_pyarray(py))
 }

@@ -81,6 +81,11 @@ pub(crate) struct Csr<'py, T: numpy::Element> {
 }
 
 impl<'py, T: Real + numpy::Element> Csr<'py, T> {
+    /// Number of clouds (offsets length minus one; validated later by `view`).
+    pub(crate) fn n_clouds(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
     /// A validated view of the clouds; `name` is used in error messages.
     pub(crate) fn view(&self, name: &str) -> PyResult<CloudsView<'_, T>> {
         let dim = self.points.shape()[1];
@@ -150,7 +155,9 @@ mod _core {
     use super::sinkhorn::{sinkhorn_cdist, sinkhorn_pairs, sinkhorn_pdist};
 
     #[pymodule_export]
-    use super::linkage::{connected_components, single_linkage};
+    use super::linkage::{
+        connected_components, cut_tree_k, cut_tree_threshold, merge_by_threshold, single_linkage,
+    };
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
