@@ -8,6 +8,7 @@ numpy; the torch-based collection code lives in optional submodules.
 
 from semot._core import __version__
 from semot.clouds import PointClouds
+from semot.linkage import MergeTree, connected_components, merge_by_threshold, single_linkage
 from semot.sliced import (
     random_projections,
     sliced_quantile_embedding,
@@ -19,9 +20,13 @@ from semot.sliced import (
 )
 
 __all__ = [
+    "MergeTree",
     "PointClouds",
     "__version__",
+    "connected_components",
+    "merge_by_threshold",
     "random_projections",
+    "single_linkage",
     "sliced_quantile_embedding",
     "sliced_wasserstein_cdist",
     "sliced_wasserstein_distance",

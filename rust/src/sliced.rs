@@ -99,16 +99,16 @@ impl<'a, T: Real> Projections<'a, T> {
 
 /// Every cloud of a set projected on every direction and sorted, ready for merging.
 ///
-/// Cloud `c` with `n` points owns a block of `L * (n + 1)` values and cumulative weights:
-/// direction `l` occupies `l * (n + 1) .. (l + 1) * (n + 1)` (sorted representation with a
-/// sentinel, see [`crate::wasserstein1d`]).
+/// Cloud `c` with `n` points owns a block of `L * (n + 1)` entries `[cumulative weight,
+/// value]`: direction `l` occupies `l * (n + 1) .. (l + 1) * (n + 1)` (sorted representation
+/// with a sentinel, see [`crate::wasserstein1d`]). Keeping both in one entry halves the
+/// number of base pointers the merge juggles.
 #[derive(Debug, Clone)]
 pub struct Sorted<T> {
     n_dirs: usize,
     sizes: Vec<usize>,
     base: Vec<usize>,
-    vals: Vec<T>,
-    cums: Vec<T>,
+    data: Vec<[T; 2]>,
     uniform: Vec<bool>,
 }
 
@@ -134,8 +134,7 @@ impl<T: Real> Sorted<T> {
             total += n_dirs * (n + 1);
         }
         base.push(total);
-        let mut vals = vec![T::zero(); total];
-        let mut cums = vec![T::zero(); total];
+        let mut data = vec![[T::zero(); 2]; total];
         let uniform: Vec<bool> = (0..clouds.len())
             .map(|c| {
                 let w = clouds.weights(c);
@@ -144,24 +143,28 @@ impl<T: Real> Sorted<T> {
             .collect();
         {
             let mut items = Vec::with_capacity(sizes.len());
-            let (mut rv, mut rc) = (vals.as_mut_slice(), cums.as_mut_slice());
+            let mut rest = data.as_mut_slice();
             for &n in &sizes {
-                let (v, tv) = rv.split_at_mut(n_dirs * (n + 1));
-                let (c, tc) = rc.split_at_mut(n_dirs * (n + 1));
-                items.push((v, c));
-                rv = tv;
-                rc = tc;
+                let (block, tail) = rest.split_at_mut(n_dirs * (n + 1));
+                items.push(block);
+                rest = tail;
             }
-            exec.each(items, |c, (v, cm)| {
+            exec.each(items, |c, block| {
                 let n = sizes[c];
                 let projected = proj.project(clouds.points(c));
                 let w = clouds.weights(c);
                 let mut pairs = Vec::with_capacity(n);
+                let (mut v, mut cm) = (vec![T::zero(); n + 1], vec![T::zero(); n + 1]);
                 for l in 0..n_dirs {
                     pairs.clear();
                     pairs.extend((0..n).map(|k| (projected[[k, l]], w[k])));
-                    let r = l * (n + 1)..(l + 1) * (n + 1);
-                    sorted_representation(&mut pairs, &mut v[r.clone()], &mut cm[r]);
+                    sorted_representation(&mut pairs, &mut v, &mut cm);
+                    for (e, (&ci, &vi)) in block[l * (n + 1)..(l + 1) * (n + 1)]
+                        .iter_mut()
+                        .zip(cm.iter().zip(&v))
+                    {
+                        *e = [ci, vi];
+                    }
                 }
             })?;
         }
@@ -169,8 +172,7 @@ impl<T: Real> Sorted<T> {
             n_dirs,
             sizes,
             base,
-            vals,
-            cums,
+            data,
             uniform,
         })
     }
@@ -185,20 +187,18 @@ impl<T: Real> Sorted<T> {
         self.sizes.is_empty()
     }
 
-    fn block(&self, c: usize) -> (&[T], &[T]) {
-        let r = self.base[c]..self.base[c + 1];
-        (&self.vals[r.clone()], &self.cums[r])
+    fn block(&self, c: usize) -> &[[T; 2]] {
+        &self.data[self.base[c]..self.base[c + 1]]
     }
 
     /// `Σ_l W_p^p` over all directions between cloud `i` of `self` and cloud `j` of `other`.
     pub fn pair_sum<C: Cost<T>>(&self, i: usize, other: &Self, j: usize, cost: C) -> f64 {
         let (n, m) = (self.sizes[i], other.sizes[j]);
-        let (xv, xc) = self.block(i);
-        let (yv, yc) = other.block(j);
+        let (x, y) = (self.block(i), other.block(j));
         if n == m && self.uniform[i] && other.uniform[j] {
-            aligned_sum(cost, xv, yv, n, self.n_dirs)
+            aligned_sum(cost, x, y, n, self.n_dirs)
         } else {
-            merge_sum(cost, xv, xc, n, yv, yc, m, self.n_dirs)
+            merge_sum(cost, x, n, y, m, self.n_dirs)
         }
     }
 
@@ -209,11 +209,11 @@ impl<T: Real> Sorted<T> {
 }
 
 /// Uniform weights and equal sizes: `W_p^p = (1/n) Σ_k |x_(k) − y_(k)|^p` per direction.
-fn aligned_sum<T: Real, C: Cost<T>>(cost: C, xv: &[T], yv: &[T], n: usize, n_dirs: usize) -> f64 {
+fn aligned_sum<T: Real, C: Cost<T>>(cost: C, x: &[[T; 2]], y: &[[T; 2]], n: usize, n_dirs: usize) -> f64 {
     let mut total = 0.0f64;
     for l in 0..n_dirs {
         let r = l * (n + 1)..l * (n + 1) + n;
-        let (x, y) = (&xv[r.clone()], &yv[r]);
+        let (x, y) = (&x[r.clone()], &y[r]);
         // Eight independent partial sums let the compiler use SIMD lanes.
         let mut acc = [T::zero(); 8];
         let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
@@ -221,10 +221,10 @@ fn aligned_sum<T: Real, C: Cost<T>>(cost: C, xv: &[T], yv: &[T], n: usize, n_dir
             .remainder()
             .iter()
             .zip(yc.remainder())
-            .fold(T::zero(), |s, (&a, &b)| s + cost.eval(a - b));
+            .fold(T::zero(), |s, (a, b)| s + cost.eval(a[1] - b[1]));
         for (a, b) in xc.zip(yc) {
             for k in 0..8 {
-                acc[k] = acc[k] + cost.eval(a[k] - b[k]);
+                acc[k] = acc[k] + cost.eval(a[k][1] - b[k][1]);
             }
         }
         total += acc.iter().map(|v| v.to_f64()).sum::<f64>() + tail.to_f64();
@@ -232,7 +232,8 @@ fn aligned_sum<T: Real, C: Cost<T>>(cost: C, xv: &[T], yv: &[T], n: usize, n_dir
     total / n as f64
 }
 
-/// One direction's merge state, kept in registers.
+/// One direction's merge state, kept in registers. `i` and `j` are absolute positions in the
+/// four-direction blocks of the two clouds.
 #[derive(Clone, Copy)]
 struct Lane<T> {
     i: usize,
@@ -243,23 +244,23 @@ struct Lane<T> {
 
 impl<T: Real> Lane<T> {
     #[inline(always)]
-    fn new() -> Self {
+    fn new(i: usize, j: usize) -> Self {
         Self {
-            i: 0,
-            j: 0,
+            i,
+            j,
             prev: T::zero(),
             acc: T::zero(),
         }
     }
 
-    /// One merge step (see [`crate::wasserstein1d::merge_wpp`]); `xv`/`xc` start at this
-    /// direction's block. Indices stay within the sentinel-extended arrays.
+    /// One merge step (see [`crate::wasserstein1d::merge_wpp`]). The fixed step count keeps
+    /// each lane inside its own direction's sentinel-extended block.
     #[inline(always)]
-    fn step<C: Cost<T>>(&mut self, cost: C, xv: &[T], xc: &[T], yv: &[T], yc: &[T]) {
-        let a = xc[self.i];
-        let b = yc[self.j];
+    fn step<C: Cost<T>>(&mut self, cost: C, x: &[[T; 2]], y: &[[T; 2]]) {
+        let [a, xv] = x[self.i];
+        let [b, yv] = y[self.j];
         let t = if a < b { a } else { b };
-        self.acc = self.acc + (t - self.prev) * cost.eval(xv[self.i] - yv[self.j]);
+        self.acc = self.acc + (t - self.prev) * cost.eval(xv - yv);
         self.prev = t;
         let adv = usize::from(a <= b);
         self.i += adv;
@@ -271,11 +272,9 @@ impl<T: Real> Lane<T> {
 /// four independent dependency chains are in flight.
 fn merge_sum<T: Real, C: Cost<T>>(
     cost: C,
-    xv: &[T],
-    xc: &[T],
+    x: &[[T; 2]],
     n: usize,
-    yv: &[T],
-    yc: &[T],
+    y: &[[T; 2]],
     m: usize,
     n_dirs: usize,
 ) -> f64 {
@@ -284,30 +283,28 @@ fn merge_sum<T: Real, C: Cost<T>>(
     let mut total = 0.0f64;
     let mut l = 0;
     while l + 4 <= n_dirs {
-        let bx = |k: usize| (l + k) * sx..(l + k + 1) * sx;
-        let by = |k: usize| (l + k) * sy..(l + k + 1) * sy;
-        let (xv0, xc0, yv0, yc0) = (&xv[bx(0)], &xc[bx(0)], &yv[by(0)], &yc[by(0)]);
-        let (xv1, xc1, yv1, yc1) = (&xv[bx(1)], &xc[bx(1)], &yv[by(1)], &yc[by(1)]);
-        let (xv2, xc2, yv2, yc2) = (&xv[bx(2)], &xc[bx(2)], &yv[by(2)], &yc[by(2)]);
-        let (xv3, xc3, yv3, yc3) = (&xv[bx(3)], &xc[bx(3)], &yv[by(3)], &yc[by(3)]);
-        let (mut s0, mut s1, mut s2, mut s3) = (Lane::new(), Lane::new(), Lane::new(), Lane::new());
+        let xb = &x[l * sx..(l + 4) * sx];
+        let yb = &y[l * sy..(l + 4) * sy];
+        let mut s0 = Lane::new(0, 0);
+        let mut s1 = Lane::new(sx, sy);
+        let mut s2 = Lane::new(2 * sx, 2 * sy);
+        let mut s3 = Lane::new(3 * sx, 3 * sy);
         for _ in 0..steps {
-            s0.step(cost, xv0, xc0, yv0, yc0);
-            s1.step(cost, xv1, xc1, yv1, yc1);
-            s2.step(cost, xv2, xc2, yv2, yc2);
-            s3.step(cost, xv3, xc3, yv3, yc3);
+            s0.step(cost, xb, yb);
+            s1.step(cost, xb, yb);
+            s2.step(cost, xb, yb);
+            s3.step(cost, xb, yb);
         }
         total += s0.acc.to_f64() + s1.acc.to_f64() + s2.acc.to_f64() + s3.acc.to_f64();
         l += 4;
     }
     while l < n_dirs {
-        total += crate::wasserstein1d::merge_wpp(
-            cost,
-            &xv[l * sx..(l + 1) * sx],
-            &xc[l * sx..(l + 1) * sx],
-            &yv[l * sy..(l + 1) * sy],
-            &yc[l * sy..(l + 1) * sy],
-        );
+        let mut s = Lane::new(0, 0);
+        let (xb, yb) = (&x[l * sx..(l + 1) * sx], &y[l * sy..(l + 1) * sy]);
+        for _ in 0..steps {
+            s.step(cost, xb, yb);
+        }
+        total += s.acc.to_f64();
         l += 1;
     }
     total
@@ -505,8 +502,7 @@ impl<T: Real> Sorted<T> {
                 n_dirs: proj.len(),
                 sizes: Vec::new(),
                 base: vec![0],
-                vals: Vec::new(),
-                cums: Vec::new(),
+                data: Vec::new(),
                 uniform: Vec::new(),
             });
         }
