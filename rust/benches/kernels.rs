@@ -2,6 +2,7 @@
 //! general and uniform weights, and the all-pairs driver at 1 and 2 threads.
 //!
 //! Run with `cargo bench -p semot --bench kernels`.
+#![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use semot::projections::{random_directions, Xoshiro256pp};

@@ -33,7 +33,10 @@ impl<'a, T: Real> CloudsView<'a, T> {
         offsets: &'a [i64],
     ) -> Result<Self> {
         if dim == 0 {
-            return Err(Error::arg(name, "points must have at least one column (d >= 1)"));
+            return Err(Error::arg(
+                name,
+                "points must have at least one column (d >= 1)",
+            ));
         }
         if points.len() % dim != 0 {
             return Err(Error::shape(
@@ -66,7 +69,13 @@ impl<'a, T: Real> CloudsView<'a, T> {
             if w[1] < w[0] {
                 return Err(Error::arg(
                     &format!("{name}.offsets"),
-                    format!("must be non-decreasing, offsets[{}]={} > offsets[{}]={}", c, w[0], c + 1, w[1]),
+                    format!(
+                        "must be non-decreasing, offsets[{}]={} > offsets[{}]={}",
+                        c,
+                        w[0],
+                        c + 1,
+                        w[1]
+                    ),
                 ));
             }
         }
@@ -97,14 +106,22 @@ impl<'a, T: Real> CloudsView<'a, T> {
         let mut sum = 0.0f64;
         for (k, &w) in self.weights[lo..hi].iter().enumerate() {
             if !w.is_finite() {
-                return Err(Error::cloud(name, c, format!("weight {k} is not finite ({w:?})")));
+                return Err(Error::cloud(
+                    name,
+                    c,
+                    format!("weight {k} is not finite ({w:?})"),
+                ));
             }
             if w < T::zero() {
-                return Err(Error::cloud(name, c, format!("weight {k} is negative ({w:?})")));
+                return Err(Error::cloud(
+                    name,
+                    c,
+                    format!("weight {k} is negative ({w:?})"),
+                ));
             }
             sum += w.to_f64();
         }
-        if !(sum > 0.0) || !sum.is_finite() {
+        if sum <= 0.0 || !sum.is_finite() {
             return Err(Error::cloud(
                 name,
                 c,
@@ -178,17 +195,18 @@ impl<'a, T: Real> CloudsView<'a, T> {
 /// Checks a `(K, 2)` array of pair indices against the sizes of the two sets.
 pub(crate) fn check_pairs(pairs: &[i64], n_a: usize, n_b: usize) -> Result<()> {
     if pairs.len() % 2 != 0 {
-        return Err(Error::shape("pairs", "shape (K, 2)", format!("{} values", pairs.len())));
+        return Err(Error::shape(
+            "pairs",
+            "shape (K, 2)",
+            format!("{} values", pairs.len()),
+        ));
     }
     for (k, pair) in pairs.chunks_exact(2).enumerate() {
         for (side, (&idx, n)) in pair.iter().zip([n_a, n_b]).enumerate() {
             if idx < 0 || idx as usize >= n {
                 return Err(Error::arg(
                     "pairs",
-                    format!(
-                        "pairs[{k}, {side}] = {idx} is out of range for {} clouds",
-                        n
-                    ),
+                    format!("pairs[{k}, {side}] = {idx} is out of range for {n} clouds"),
                 ));
             }
         }

@@ -134,7 +134,10 @@ impl<'a> Executor<'a> {
     {
         let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
         self.fill(&mut out, 1, |i, slot| slot[0] = Some(f(i)))?;
-        Ok(out.into_iter().map(|r| r.expect("every slot is filled")).collect())
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every slot is filled"))
+            .collect())
     }
 }
 
@@ -159,7 +162,9 @@ fn pool(threads: usize) -> Arc<ThreadPool> {
             by_size: HashMap::new(),
         })
     });
-    let mut guard = pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut guard = pools
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let pid = std::process::id();
     if guard.pid != pid {
         // After fork the worker threads of the parent's pools do not exist in this process.

@@ -110,7 +110,11 @@ pub fn check_projections<T: Real>(proj: &[T], d: usize, n_projections: usize) ->
     if let Some(pos) = proj.iter().position(|v| !v.is_finite()) {
         return Err(Error::arg(
             "projections",
-            format!("entry ({}, {}) is not finite", pos / n_projections, pos % n_projections),
+            format!(
+                "entry ({}, {}) is not finite",
+                pos / n_projections,
+                pos % n_projections
+            ),
         ));
     }
     for l in 0..n_projections {

@@ -187,16 +187,21 @@ pub fn euclidean_cdist<T: Real>(
     exec.fill(&mut out, GEMM_ROWS * nb, |start, rows| {
         let i0 = start / nb;
         let r = rows.len() / nb;
-        let a = ArrayView2::from_shape((r, width), &ea[i0 * width..(i0 + r) * width])
-            .expect("shape");
+        let a =
+            ArrayView2::from_shape((r, width), &ea[i0 * width..(i0 + r) * width]).expect("shape");
         let mut g = Array2::<T>::zeros((r, nb));
         general_mat_mul(T::one(), &a, &b.t(), T::zero(), &mut g);
         for di in 0..r {
             let i = i0 + di;
             let x = &ea[i * width..(i + 1) * width];
             for j in 0..nb {
-                rows[di * nb + j] =
-                    from_gram(g[[di, j]], norm_a[i], norm_b[j], x, &eb[j * width..(j + 1) * width]);
+                rows[di * nb + j] = from_gram(
+                    g[[di, j]],
+                    norm_a[i],
+                    norm_b[j],
+                    x,
+                    &eb[j * width..(j + 1) * width],
+                );
             }
         }
     })?;
@@ -208,7 +213,11 @@ pub fn euclidean_cdist<T: Real>(
 ///
 /// # Errors
 /// An interrupt.
-pub fn euclidean_pdist<T: Real>(mut e: Vec<T>, width: usize, exec: &Executor<'_>) -> Result<Vec<f64>> {
+pub fn euclidean_pdist<T: Real>(
+    mut e: Vec<T>,
+    width: usize,
+    exec: &Executor<'_>,
+) -> Result<Vec<f64>> {
     centre(&mut [&mut e], width);
     let n = e.len() / width;
     let norms = sq_norms(&e, width);
@@ -281,7 +290,11 @@ pub fn minkowski_cdist<T: Real>(
     exec.fill(&mut out, 16 * nb, |start, rows| {
         for (k, v) in rows.iter_mut().enumerate() {
             let (i, j) = ((start + k) / nb, (start + k) % nb);
-            *v = minkowski(&ea[i * width..(i + 1) * width], &eb[j * width..(j + 1) * width], p);
+            *v = minkowski(
+                &ea[i * width..(i + 1) * width],
+                &eb[j * width..(j + 1) * width],
+                p,
+            );
         }
     })?;
     Ok(out)
@@ -291,7 +304,12 @@ pub fn minkowski_cdist<T: Real>(
 ///
 /// # Errors
 /// Invalid `p`, or an interrupt.
-pub fn minkowski_pdist<T: Real>(e: Vec<T>, width: usize, p: f64, exec: &Executor<'_>) -> Result<Vec<f64>> {
+pub fn minkowski_pdist<T: Real>(
+    e: Vec<T>,
+    width: usize,
+    p: f64,
+    exec: &Executor<'_>,
+) -> Result<Vec<f64>> {
     check_p(p)?;
     if p == 2.0 {
         return euclidean_pdist(e, width, exec);
@@ -303,7 +321,11 @@ pub fn minkowski_pdist<T: Real>(e: Vec<T>, width: usize, p: f64, exec: &Executor
         let mut k = 0;
         for i in i0..(i0 + 16).min(n) {
             for j in (i + 1)..n {
-                piece[k] = minkowski(&e[i * width..(i + 1) * width], &e[j * width..(j + 1) * width], p);
+                piece[k] = minkowski(
+                    &e[i * width..(i + 1) * width],
+                    &e[j * width..(j + 1) * width],
+                    p,
+                );
                 k += 1;
             }
         }
@@ -325,23 +347,37 @@ mod tests {
         }
         let mut two = [0.0; 2];
         bin_averages(&pairs, &mut two, 1.0);
-        assert!((two[0] - 1.5).abs() < 1e-12 && (two[1] - 6.0).abs() < 1e-12, "{two:?}");
+        assert!(
+            (two[0] - 1.5).abs() < 1e-12 && (two[1] - 6.0).abs() < 1e-12,
+            "{two:?}"
+        );
         // Weighted: mass 0.75 at 0 and 0.25 at 4; bins of 1/2: [0, 2].
         let w = [(0.0f64, 3.0), (4.0, 1.0)];
         bin_averages(&w, &mut two, 1.0);
-        assert!((two[0]).abs() < 1e-12 && (two[1] - 2.0).abs() < 1e-12, "{two:?}");
+        assert!(
+            (two[0]).abs() < 1e-12 && (two[1] - 2.0).abs() < 1e-12,
+            "{two:?}"
+        );
     }
 
     #[test]
     fn gram_path_matches_direct() {
         let width = 7;
-        let ea: Vec<f64> = (0..5 * width).map(|k| ((k * 31) % 11) as f64 + 100.0).collect();
-        let eb: Vec<f64> = (0..300 * width).map(|k| ((k * 17) % 13) as f64 + 100.0).collect();
+        let ea: Vec<f64> = (0..5 * width)
+            .map(|k| ((k * 31) % 11) as f64 + 100.0)
+            .collect();
+        let eb: Vec<f64> = (0..300 * width)
+            .map(|k| ((k * 17) % 13) as f64 + 100.0)
+            .collect();
         let ex = Executor::new(Some(2)).unwrap();
         let got = euclidean_cdist(ea.clone(), eb.clone(), width, &ex).unwrap();
         for i in 0..5 {
             for j in 0..300 {
-                let want = direct_sq(&ea[i * width..(i + 1) * width], &eb[j * width..(j + 1) * width]).sqrt();
+                let want = direct_sq(
+                    &ea[i * width..(i + 1) * width],
+                    &eb[j * width..(j + 1) * width],
+                )
+                .sqrt();
                 assert!((got[i * 300 + j] - want).abs() <= 1e-9 * (1.0 + want));
             }
         }
@@ -349,7 +385,11 @@ mod tests {
         let mut k = 0;
         for i in 0..300 {
             for j in (i + 1)..300 {
-                let want = direct_sq(&eb[i * width..(i + 1) * width], &eb[j * width..(j + 1) * width]).sqrt();
+                let want = direct_sq(
+                    &eb[i * width..(i + 1) * width],
+                    &eb[j * width..(j + 1) * width],
+                )
+                .sqrt();
                 assert!((pd[k] - want).abs() <= 1e-9 * (1.0 + want));
                 k += 1;
             }

@@ -19,7 +19,7 @@ use crate::float::Real;
 use crate::parallel::Executor;
 use crate::projections::check_projections;
 use crate::quantile;
-use crate::wasserstein1d::{check_p, sorted_representation, Cost, P1, P2, Pn};
+use crate::wasserstein1d::{check_p, sorted_representation, Cost, Pn, P1, P2};
 
 /// Runs `$body` with `$cost` bound to the cost type specialised for `$p`.
 macro_rules! with_cost {
@@ -90,7 +90,7 @@ impl<'a, T: Real> Projections<'a, T> {
         } else {
             Err(Error::shape(
                 "projections",
-                format!("{} rows (the dimension of {name})", dim),
+                format!("{dim} rows (the dimension of {name})"),
                 format!("{} rows", self.dim),
             ))
         }
@@ -209,7 +209,13 @@ impl<T: Real> Sorted<T> {
 }
 
 /// Uniform weights and equal sizes: `W_p^p = (1/n) Σ_k |x_(k) − y_(k)|^p` per direction.
-fn aligned_sum<T: Real, C: Cost<T>>(cost: C, x: &[[T; 2]], y: &[[T; 2]], n: usize, n_dirs: usize) -> f64 {
+fn aligned_sum<T: Real, C: Cost<T>>(
+    cost: C,
+    x: &[[T; 2]],
+    y: &[[T; 2]],
+    n: usize,
+    n_dirs: usize,
+) -> f64 {
     let mut total = 0.0f64;
     for l in 0..n_dirs {
         let r = l * (n + 1)..l * (n + 1) + n;
@@ -544,11 +550,26 @@ mod tests {
     }
 
     /// Reference: project each pair explicitly and use the 1-D function.
-    fn reference(x: &[f64], a: &[f64], y: &[f64], b: &[f64], d: usize, proj: &[f64], l: usize, p: f64) -> f64 {
+    fn reference(
+        x: &[f64],
+        a: &[f64],
+        y: &[f64],
+        b: &[f64],
+        d: usize,
+        proj: &[f64],
+        l: usize,
+        p: f64,
+    ) -> f64 {
         let mut s = 0.0;
         for dir in 0..l {
-            let px: Vec<f64> = x.chunks(d).map(|r| (0..d).map(|k| r[k] * proj[k * l + dir]).sum()).collect();
-            let py: Vec<f64> = y.chunks(d).map(|r| (0..d).map(|k| r[k] * proj[k * l + dir]).sum()).collect();
+            let px: Vec<f64> = x
+                .chunks(d)
+                .map(|r| (0..d).map(|k| r[k] * proj[k * l + dir]).sum())
+                .collect();
+            let py: Vec<f64> = y
+                .chunks(d)
+                .map(|r| (0..d).map(|k| r[k] * proj[k * l + dir]).sum())
+                .collect();
             s += wasserstein_1d_pow(&px, &py, Some(a), Some(b), p).unwrap();
         }
         (s / l as f64).powf(1.0 / p)
@@ -606,7 +627,9 @@ mod tests {
         let mut list = Vec::new();
         for c in 0..23 {
             let n = 3 + c % 5;
-            let p: Vec<f64> = (0..n * d).map(|k| ((k * 7 + c * 13) % 17) as f64 * 0.3 - 2.0).collect();
+            let p: Vec<f64> = (0..n * d)
+                .map(|k| ((k * 7 + c * 13) % 17) as f64 * 0.3 - 2.0)
+                .collect();
             let w: Vec<f64> = (0..n).map(|k| 1.0 + ((k + c) % 3) as f64).collect();
             list.push((p, w));
         }

@@ -62,7 +62,10 @@ impl<T: Real> Cost<T> for Pn<T> {
 /// Validates the order `p` of a Wasserstein distance.
 pub fn check_p(p: f64) -> Result<()> {
     if !p.is_finite() || p < 1.0 {
-        return Err(Error::arg("p", format!("must be a finite number >= 1, got {p}")));
+        return Err(Error::arg(
+            "p",
+            format!("must be a finite number >= 1, got {p}"),
+        ));
     }
     Ok(())
 }
@@ -74,11 +77,7 @@ pub(crate) const SENTINEL: f64 = 2.0;
 ///
 /// `pairs` holds `(value, weight)` and is sorted in place; `vals` and `cums` receive `n + 1`
 /// entries each (see the module documentation). Weights are normalised by their `f64` sum.
-pub(crate) fn sorted_representation<T: Real>(
-    pairs: &mut [(T, T)],
-    vals: &mut [T],
-    cums: &mut [T],
-) {
+pub(crate) fn sorted_representation<T: Real>(pairs: &mut [(T, T)], vals: &mut [T], cums: &mut [T]) {
     let n = pairs.len();
     debug_assert_eq!(vals.len(), n + 1);
     debug_assert_eq!(cums.len(), n + 1);
@@ -194,18 +193,22 @@ mod tests {
         let grid = 20_000;
         (0..grid)
             .map(|g| {
-                let t = (g as f64 + 0.5) / grid as f64;
+                let t = (f64::from(g) + 0.5) / f64::from(grid);
                 (q(u, uw, t) - q(v, vw, t)).abs().powf(p)
             })
             .sum::<f64>()
-            / grid as f64
+            / f64::from(grid)
     }
 
     #[test]
     fn simple_values() {
         // Dirac at 0 vs Dirac at 3.
-        assert!((wasserstein_1d_pow(&[0.0f64], &[3.0], None, None, 1.0).unwrap() - 3.0).abs() < 1e-12);
-        assert!((wasserstein_1d_pow(&[0.0f64], &[3.0], None, None, 2.0).unwrap() - 9.0).abs() < 1e-12);
+        assert!(
+            (wasserstein_1d_pow(&[0.0f64], &[3.0], None, None, 1.0).unwrap() - 3.0).abs() < 1e-12
+        );
+        assert!(
+            (wasserstein_1d_pow(&[0.0f64], &[3.0], None, None, 2.0).unwrap() - 9.0).abs() < 1e-12
+        );
         // Uniform {0, 1} vs Dirac at 0: W1 = 0.5.
         let w = wasserstein_1d_pow(&[0.0f64, 1.0], &[0.0], None, None, 1.0).unwrap();
         assert!((w - 0.5).abs() < 1e-12);

@@ -43,7 +43,9 @@ where
         Python::attach(|py| match py.check_signals() {
             Ok(()) => false,
             Err(e) => {
-                *pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                *pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
                 true
             }
         })
@@ -80,7 +82,7 @@ pub(crate) struct Csr<'py, T: numpy::Element> {
     offsets: PyReadonlyArray1<'py, i64>,
 }
 
-impl<'py, T: Real + numpy::Element> Csr<'py, T> {
+impl<T: Real + numpy::Element> Csr<'_, T> {
     /// Number of clouds (offsets length minus one; validated later by `view`).
     pub(crate) fn n_clouds(&self) -> usize {
         self.offsets.len().saturating_sub(1)
@@ -93,12 +95,12 @@ impl<'py, T: Real + numpy::Element> Csr<'py, T> {
             name,
             contiguous(&self.points, name)?,
             dim,
-            self.weights
-                .as_slice()
-                .map_err(|_| PyValueError::new_err(format!("{name}.weights must be C-contiguous")))?,
-            self.offsets
-                .as_slice()
-                .map_err(|_| PyValueError::new_err(format!("{name}.offsets must be C-contiguous")))?,
+            self.weights.as_slice().map_err(|_| {
+                PyValueError::new_err(format!("{name}.weights must be C-contiguous"))
+            })?,
+            self.offsets.as_slice().map_err(|_| {
+                PyValueError::new_err(format!("{name}.offsets must be C-contiguous"))
+            })?,
         )
         .map_err(to_pyerr)
     }
@@ -147,8 +149,8 @@ pub(crate) fn csr<'py>(
 mod _core {
     #[pymodule_export]
     use super::sliced::{
-        quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist,
-        sw_pairs, sw_pdist, wasserstein_1d,
+        quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist, sw_pairs,
+        sw_pdist, wasserstein_1d,
     };
 
     #[pymodule_export]

@@ -42,7 +42,12 @@ fn projections<'a, T: Real + numpy::Element>(
     Projections::new(contiguous(arr, "projections")?, shape[0], shape[1]).map_err(to_pyerr)
 }
 
-fn reshape(py: Python<'_>, v: Vec<f64>, rows: usize, cols: usize) -> PyResult<Bound<'_, PyArray2<f64>>> {
+fn reshape(
+    py: Python<'_>,
+    v: Vec<f64>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'_, PyArray2<f64>>> {
     v.into_pyarray(py).reshape([rows, cols])
 }
 
@@ -88,7 +93,9 @@ pub(crate) fn sw_cdist<'py>(
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
     let (na, nb) = (a_len(&a), a_len(&b));
-    let out = dispatch!((a, b), projections, |T, pr| cdist_impl(py, &a, &b, &pr, p, n_threads))?;
+    let out = dispatch!((a, b), projections, |T, pr| cdist_impl(
+        py, &a, &b, &pr, p, n_threads
+    ))?;
     reshape(py, out, na, nb)
 }
 
@@ -235,9 +242,9 @@ fn w1d_impl<T: Real + numpy::Element>(
     p: f64,
 ) -> PyResult<f64> {
     let sl = |a: &PyReadonlyArray1<'_, T>, name: &str| -> PyResult<Vec<T>> {
-        a.as_slice()
-            .map(<[T]>::to_vec)
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{name} must be C-contiguous")))
+        a.as_slice().map(<[T]>::to_vec).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!("{name} must be C-contiguous"))
+        })
     };
     let (u, v) = (sl(u, "u_values")?, sl(v, "v_values")?);
     let uw = uw.map(|w| sl(w, "u_weights")).transpose()?;
