@@ -24,8 +24,12 @@ def numpy_pair(sx, sy, p=2.0):
     levels = np.sort(np.concatenate([xc, yc], axis=1), axis=1)
     lo = np.concatenate([np.zeros((levels.shape[0], 1)), levels[:, :-1]], axis=1)
     mid = (lo + levels) / 2
-    ix = np.minimum(np.array([np.searchsorted(c, m) for c, m in zip(xc, mid)]), xv.shape[1] - 1)
-    iy = np.minimum(np.array([np.searchsorted(c, m) for c, m in zip(yc, mid)]), yv.shape[1] - 1)
+    ix = np.minimum(
+        np.array([np.searchsorted(c, m) for c, m in zip(xc, mid, strict=True)]), xv.shape[1] - 1
+    )
+    iy = np.minimum(
+        np.array([np.searchsorted(c, m) for c, m in zip(yc, mid, strict=True)]), yv.shape[1] - 1
+    )
     diff = np.take_along_axis(xv, ix, 1) - np.take_along_axis(yv, iy, 1)
     return float(np.mean(np.sum((levels - lo) * np.abs(diff) ** p, axis=1)) ** (1 / p))
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _peers  # noqa: E402
+import semot
 
-import semot  # noqa: E402
+import _peers
 
 
 def timed(fn, repeat=1):
@@ -43,7 +43,11 @@ def timed(fn, repeat=1):
 def make(n_clouds, n, d, rng, uniform, dtype=np.float32):
     pts = rng.normal(size=(n_clouds, n, d)).astype(dtype)
     pts += rng.normal(size=(n_clouds, 1, d)).astype(dtype)
-    w = np.ones((n_clouds, n), dtype) if uniform else (rng.random((n_clouds, n)) + 0.1).astype(dtype)
+    w = (
+        np.ones((n_clouds, n), dtype)
+        if uniform
+        else (rng.random((n_clouds, n)) + 0.1).astype(dtype)
+    )
     return pts, w
 
 
@@ -113,7 +117,9 @@ def bench_exact(cfg, rng, rows):
             for th in (1, 2):
                 sub = A.subset(np.arange(cfg["N_scaling"]))
                 t, _ = timed(
-                    lambda: semot.sliced_wasserstein_cdist(sub, sub, projections=proj64, n_threads=th)
+                    lambda: semot.sliced_wasserstein_cdist(
+                        sub, sub, projections=proj64, n_threads=th
+                    )
                 )
                 scaling.append(t)
             rows.append(
@@ -159,7 +165,11 @@ print(json.dumps(dict(t=t, extra=peak - base - D.nbytes, out=D.nbytes, med=float
     pa = make(Np, n, d, rng, True)[0].astype(np.float32)
     pb = make(Np, n, d, rng, True)[0].astype(np.float32)
     proj = semot.random_projections(d, L, seed=0).astype(np.float32)
-    t_np, _ = timed(lambda: _peers.numpy_quantile_cdist(list(zip(pa, pa)), list(zip(pb, pb)), proj, 32))
+    t_np, _ = timed(
+        lambda: _peers.numpy_quantile_cdist(
+            list(zip(pa, pa, strict=True)), list(zip(pb, pb, strict=True)), proj, 32
+        )
+    )
     rows.append(
         dict(
             workload=f"quantile cdist {N}x{N}, n=64, d=256, L=128, Q=32, f32",
@@ -216,9 +226,14 @@ def main() -> None:
         dict(N=64, pot_pairs=20, N_scaling=64, NQ=256, NQ_numpy=128, NS=8, pot_pairs_sinkhorn=5)
         if args.quick
         else dict(
-            N=1024, pot_pairs=200, N_scaling=256, NQ=16384, NQ_numpy=2048, NS=128,
+            N=1024,
+            pot_pairs=200,
+            N_scaling=256,
+            NQ=16384,
+            NQ_numpy=2048,
+            NS=128,
             pot_pairs_sinkhorn=100,
-        )  # fmt: skip
+        )
     )
     rng = np.random.default_rng(0)
     rows: list[dict] = []
@@ -229,7 +244,8 @@ def main() -> None:
         bench_quantile(cfg, rng, rows)
     if "sinkhorn" in todo:
         bench_sinkhorn(cfg, rng, rows)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    machine = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\nsemot {semot.__version__}; {machine}; threads: 2\n")
     print("| workload | semot | peer | peer time | ratio | notes |")
     print("|---|---|---|---|---|---|")

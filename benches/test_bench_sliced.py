@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import ot
 import pytest
-from conftest import SMOKE
 
 import semot
+
+from conftest import SMOKE
 
 GRID = [(16, 8, 4)] if SMOKE else [(256, 64, 256), (512, 32, 64), (128, 128, 256)]
 L = 16 if SMOKE else 128
@@ -21,7 +22,11 @@ L = 16 if SMOKE else 128
 def data(n_clouds, n, d, dtype, uniform):
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(n_clouds, n, d)).astype(dtype)
-    w = np.ones((n_clouds, n), dtype) if uniform else (rng.random((n_clouds, n)) + 0.1).astype(dtype)
+    w = (
+        np.ones((n_clouds, n), dtype)
+        if uniform
+        else (rng.random((n_clouds, n)) + 0.1).astype(dtype)
+    )
     return semot.PointClouds.from_padded(pts, w)
 
 

@@ -27,5 +27,8 @@ def test_cli_demo_and_version(capsys):
 
 
 def test_import_semot_does_not_import_torch():
-    code = "import sys, semot; assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
+    code = (
+        "import sys, semot\n"
+        "assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

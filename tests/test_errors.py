@@ -119,7 +119,7 @@ def test_native_layer_rejects_what_python_would_not_send():
     pts = np.zeros((3, 2))
     w = np.ones(3)
     proj = np.eye(2)
-    with pytest.raises(ValueError, match="A.offsets"):
+    with pytest.raises(ValueError, match=r"A\.offsets"):
         _core.sw_pdist(pts, w, np.array([0, 5], np.int64), proj, 2.0)
     with pytest.raises(ValueError, match="A: cloud 0: weight 0 is negative"):
         _core.sw_pdist(pts, -w, np.array([0, 3], np.int64), proj, 2.0)

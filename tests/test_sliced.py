@@ -6,13 +6,14 @@ import numpy as np
 import ot
 import pytest
 import scipy.stats
-from conftest import random_clouds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.spatial.distance import squareform
 
 import semot
+
+from conftest import random_clouds
 
 
 def pot_sw(x, y, a, b, proj, p):
@@ -173,7 +174,9 @@ def test_quantile_method(rng):
     qk = semot.sliced_wasserstein_pairs(
         Aw, Bw, [[0, 1], [3, 2]], projections=proj, method="quantile", n_quantiles=16
     )
-    qc2 = semot.sliced_wasserstein_cdist(Aw, Bw, projections=proj, method="quantile", n_quantiles=16)
+    qc2 = semot.sliced_wasserstein_cdist(
+        Aw, Bw, projections=proj, method="quantile", n_quantiles=16
+    )
     np.testing.assert_allclose(qk, qc2[[0, 3], [1, 2]], rtol=1e-6)
     assert ex.shape == (20, 20)
 

@@ -9,6 +9,14 @@ numpy; the torch-based collection code lives in optional submodules.
 from semot._core import __version__
 from semot.clouds import PointClouds
 from semot.linkage import MergeTree, connected_components, merge_by_threshold, single_linkage
+from semot.sinkhorn import (
+    ConvergenceWarning,
+    SinkhornInfo,
+    sinkhorn_cdist,
+    sinkhorn_distance,
+    sinkhorn_pairs,
+    sinkhorn_pdist,
+)
 from semot.sliced import (
     random_projections,
     sliced_quantile_embedding,
@@ -20,13 +28,19 @@ from semot.sliced import (
 )
 
 __all__ = [
+    "ConvergenceWarning",
     "MergeTree",
     "PointClouds",
+    "SinkhornInfo",
     "__version__",
     "connected_components",
     "merge_by_threshold",
     "random_projections",
     "single_linkage",
+    "sinkhorn_cdist",
+    "sinkhorn_distance",
+    "sinkhorn_pairs",
+    "sinkhorn_pdist",
     "sliced_quantile_embedding",
     "sliced_wasserstein_cdist",
     "sliced_wasserstein_distance",

@@ -53,4 +53,22 @@ def merge_by_threshold(
 ) -> _I: ...
 
 # --- Sinkhorn ------------------------------------------------------------------------------
-# (filled in with the Sinkhorn kernels)
+_S = tuple[_D, npt.NDArray[np.uint32], npt.NDArray[np.bool_]]
+
+def sinkhorn_cdist(
+    points_a: _F, weights_a: _F, offsets_a: _I,
+    points_b: _F, weights_b: _F, offsets_b: _I,
+    reg: float, p: float, max_iter: int, tol: float, debiased: bool,
+    n_threads: int | None = None,
+) -> _S: ...  # fmt: skip
+def sinkhorn_pdist(
+    points_a: _F, weights_a: _F, offsets_a: _I,
+    reg: float, p: float, max_iter: int, tol: float, debiased: bool,
+    n_threads: int | None = None,
+) -> _S: ...  # fmt: skip
+def sinkhorn_pairs(
+    points_a: _F, weights_a: _F, offsets_a: _I,
+    points_b: _F, weights_b: _F, offsets_b: _I,
+    pairs: _I, reg: float, p: float, max_iter: int, tol: float, debiased: bool,
+    n_threads: int | None = None,
+) -> _S: ...  # fmt: skip

@@ -69,10 +69,10 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     """Validate an integer argument that must be at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return value
+    out = int(value)
+    if out < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {out}")
+    return out
 
 
 def check_n_threads(n_threads: int | None) -> int | None:

@@ -109,7 +109,7 @@ class PointClouds:
             raise ValueError(f"weights: cloud {c}: weights sum to {sums[c]}, need a positive sum")
         scale = np.repeat(1.0 / sums, steps)
         self.points = pts
-        self.weights = np.ascontiguousarray(w * scale, dtype=pts.dtype)
+        self.weights = float_array(w * scale, "weights", dtype=pts.dtype)
         self.offsets = offs
 
     @classmethod
@@ -125,7 +125,7 @@ class PointClouds:
         cls,
         clouds: Iterable[Any],
         *,
-        dtype: npt.DTypeLike = None,
+        dtype: npt.DTypeLike | None = None,
     ) -> PointClouds:
         """Build from a list of clouds.
 
@@ -182,9 +182,7 @@ class PointClouds:
         )
         for i, (p, w) in enumerate(zip(pts_list, w_list, strict=True)):
             if w is not None and w.shape[0] != p.shape[0]:
-                raise ValueError(
-                    f"clouds[{i}]: {w.shape[0]} weights for {p.shape[0]} points"
-                )
+                raise ValueError(f"clouds[{i}]: {w.shape[0]} weights for {p.shape[0]} points")
         return cls(points, weights, offsets)
 
     @classmethod
@@ -270,7 +268,7 @@ class PointClouds:
             yield self[i]
 
     def subset(self, indices: Any) -> PointClouds:
-        """The clouds at ``indices`` (integers, repeats allowed, or a boolean mask), in order."""
+        """Return the clouds at ``indices`` (integers, repeats allowed, or a boolean mask)."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
@@ -296,15 +294,13 @@ class PointClouds:
         )
 
     def astype(self, dtype: npt.DTypeLike) -> PointClouds:
-        """A copy with points and weights in ``dtype`` (float32 or float64)."""
+        """Return a copy with points and weights in ``dtype`` (float32 or float64)."""
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
             raise TypeError(f"dtype: must be float32 or float64, got {dt}")
         if dt == self.dtype:
             return self
-        return PointClouds._trusted(
-            self.points.astype(dt), self.weights.astype(dt), self.offsets
-        )
+        return PointClouds._trusted(self.points.astype(dt), self.weights.astype(dt), self.offsets)
 
     def __repr__(self) -> str:
         sizes = self.sizes

@@ -107,9 +107,7 @@ def _projections(
     return np.ascontiguousarray(proj, dtype=dtype)
 
 
-def _pair(
-    x: Any, y: Any, a: Any, b: Any
-) -> tuple[PointClouds, PointClouds]:
+def _pair(x: Any, y: Any, a: Any, b: Any) -> tuple[PointClouds, PointClouds]:
     def one(pts: Any, w: Any, name: str, wname: str) -> PointClouds:
         arr = float_array(pts, name)
         if arr.ndim == 1:
@@ -440,4 +438,4 @@ def wasserstein_1d(
     for vals, w, name in ((u, uw, "u_weights"), (v, vw, "v_weights")):
         if w is not None and w.shape != vals.shape:
             raise ValueError(f"{name}: expected shape {vals.shape}, got {w.shape}")
-    return float(_core.wasserstein_1d(u, v, uw, vw, p))
+    return float(_core.wasserstein_1d(u, v, uw, vw, p))  # type: ignore[arg-type]

@@ -21,6 +21,8 @@ pub trait Real:
     fn min(self, other: Self) -> Self;
     fn max(self, other: Self) -> Self;
     fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+    /// `c = a · bᵀ` for row-major `a (m, k)`, `b (n, k)`, `c (m, n)`, on the calling thread.
+    fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize);
 }
 
 macro_rules! impl_real {
@@ -63,6 +65,13 @@ macro_rules! impl_real {
             #[inline(always)]
             fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
                 <$t>::total_cmp(self, other)
+            }
+            fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize) {
+                use faer::{Accum, MatMut, MatRef, Par};
+                let a = MatRef::from_row_major_slice(a, m, k);
+                let b = MatRef::from_row_major_slice(b, n, k);
+                let c = MatMut::from_row_major_slice_mut(c, m, n);
+                faer::linalg::matmul::matmul(c, Accum::Replace, a, b.transpose(), 1.0, Par::Seq);
             }
         }
     };

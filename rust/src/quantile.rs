@@ -13,8 +13,6 @@
 //! computed on centred embeddings, with pairs that lost digits to cancellation recomputed
 //! directly (see [`Real::CANCELLATION`]).
 
-use ndarray::{linalg::general_mat_mul, Array2, ArrayView2};
-
 use crate::clouds::CloudsView;
 use crate::error::{Error, Result};
 use crate::float::Real;
@@ -179,7 +177,6 @@ pub fn euclidean_cdist<T: Real>(
     let (na, nb) = (ea.len() / width, eb.len() / width);
     let norm_a = sq_norms(&ea, width);
     let norm_b = sq_norms(&eb, width);
-    let b = ArrayView2::from_shape((nb, width), &eb).expect("shape");
     let mut out = vec![0.0f64; na * nb];
     if nb == 0 {
         return Ok(out);
@@ -187,16 +184,14 @@ pub fn euclidean_cdist<T: Real>(
     exec.fill(&mut out, GEMM_ROWS * nb, |start, rows| {
         let i0 = start / nb;
         let r = rows.len() / nb;
-        let a =
-            ArrayView2::from_shape((r, width), &ea[i0 * width..(i0 + r) * width]).expect("shape");
-        let mut g = Array2::<T>::zeros((r, nb));
-        general_mat_mul(T::one(), &a, &b.t(), T::zero(), &mut g);
+        let mut g = vec![T::zero(); r * nb];
+        T::gemm_nt(&ea[i0 * width..(i0 + r) * width], &eb, &mut g, r, nb, width);
         for di in 0..r {
             let i = i0 + di;
             let x = &ea[i * width..(i + 1) * width];
             for j in 0..nb {
                 rows[di * nb + j] = from_gram(
-                    g[[di, j]],
+                    g[di * nb + j],
                     norm_a[i],
                     norm_b[j],
                     x,
@@ -227,16 +222,21 @@ pub fn euclidean_pdist<T: Real>(
         let i1 = (i0 + GEMM_ROWS).min(n);
         let r = i1 - i0;
         let cols = n - i0;
-        let a = ArrayView2::from_shape((r, width), &e[i0 * width..i1 * width]).expect("shape");
-        let b = ArrayView2::from_shape((cols, width), &e[i0 * width..]).expect("shape");
-        let mut g = Array2::<T>::zeros((r, cols));
-        general_mat_mul(T::one(), &a, &b.t(), T::zero(), &mut g);
+        let mut g = vec![T::zero(); r * cols];
+        T::gemm_nt(
+            &e[i0 * width..i1 * width],
+            &e[i0 * width..],
+            &mut g,
+            r,
+            cols,
+            width,
+        );
         let mut k = 0;
         for i in i0..i1 {
             let x = &e[i * width..(i + 1) * width];
             for j in (i + 1)..n {
                 piece[k] = from_gram(
-                    g[[i - i0, j - i0]],
+                    g[(i - i0) * cols + (j - i0)],
                     norms[i],
                     norms[j],
                     x,
