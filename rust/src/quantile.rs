@@ -49,6 +49,7 @@ pub fn embedding<T: Real>(
     exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
         let c0 = start / width;
         let mut pairs = Vec::new();
+        let mut vals = Vec::new();
         for (k, row) in rows.chunks_mut(width).enumerate() {
             let c = c0 + k;
             let w = clouds.weights(c);
@@ -56,17 +57,26 @@ pub fn embedding<T: Real>(
             let projected = proj.project(clouds.points(c));
             let uniform = w.iter().all(|&x| x == w[0]);
             for l in 0..l_dirs {
-                pairs.clear();
-                pairs.extend((0..n).map(|k| (projected[[k, l]], w[k])));
-                pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
                 let dst = &mut row[l * n_quantiles..(l + 1) * n_quantiles];
-                if uniform && n == n_quantiles {
-                    for (d, &(v, _)) in dst.iter_mut().zip(pairs.iter()) {
-                        *d = T::from_f64(v.to_f64() * scale);
+                if uniform {
+                    // Equal weights: sorting the values alone is enough.
+                    vals.clear();
+                    vals.extend(projected.row(l).iter().copied());
+                    vals.sort_unstable_by(T::total_cmp);
+                    if n == n_quantiles {
+                        for (d, &v) in dst.iter_mut().zip(vals.iter()) {
+                            *d = T::from_f64(v.to_f64() * scale);
+                        }
+                        continue;
                     }
+                    pairs.clear();
+                    pairs.extend(vals.iter().map(|&v| (v, T::one())));
                 } else {
-                    bin_averages(&pairs, dst, scale);
+                    pairs.clear();
+                    pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
+                    pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
                 }
+                bin_averages(&pairs, dst, scale);
             }
         }
     })?;

@@ -75,13 +75,16 @@ impl<'a, T: Real> Projections<'a, T> {
         self.dim
     }
 
-    /// Projects the `n` points of one cloud: `(n, d) @ (d, L)`, row-major `(n, L)`.
+    /// Projects the `n` points of one cloud: `(L, d) @ (d, n)`, so that row `l` holds the
+    /// `n` projections on direction `l` contiguously.
     pub(crate) fn project(&self, points: &[T]) -> ndarray::Array2<T> {
         let n = points.len() / self.dim;
         let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
         let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
             .expect("projection shape");
-        x.dot(&p)
+        let mut out = ndarray::Array2::zeros((self.n_projections, n));
+        ndarray::linalg::general_mat_mul(T::one(), &p.t(), &x.t(), T::zero(), &mut out);
+        out
     }
 
     pub(crate) fn check_dim(&self, name: &str, dim: usize) -> Result<()> {
@@ -157,7 +160,7 @@ impl<T: Real> Sorted<T> {
                 let (mut v, mut cm) = (vec![T::zero(); n + 1], vec![T::zero(); n + 1]);
                 for l in 0..n_dirs {
                     pairs.clear();
-                    pairs.extend((0..n).map(|k| (projected[[k, l]], w[k])));
+                    pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
                     sorted_representation(&mut pairs, &mut v, &mut cm);
                     for (e, (&ci, &vi)) in block[l * (n + 1)..(l + 1) * (n + 1)]
                         .iter_mut()
