@@ -623,6 +623,35 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn invariant_to_point_order_and_weight_scale(
+            (x, w) in cloud_strategy(3),
+            (y, v) in cloud_strategy(3),
+            scale in 0.01f64..100.0,
+            rot in 0usize..7,
+        ) {
+            let d = 3;
+            let proj = random_directions(d, 5, 1).unwrap();
+            let pr = Projections::new(&proj, d, 5).unwrap();
+            let n = w.len();
+            let r = rot % n;
+            // Rotate the points (a permutation) and rescale the weights of the first cloud.
+            let xr: Vec<f64> = (0..n).flat_map(|k| x[((k + r) % n) * d..((k + r) % n + 1) * d].to_vec()).collect();
+            let wr: Vec<f64> = (0..n).map(|k| w[(k + r) % n] * scale).collect();
+            let ex = Executor::sequential();
+            let dist = |px: &[f64], pw: &[f64]| {
+                let (oa, ob) = ([0, pw.len() as i64], [0, v.len() as i64]);
+                let a = CloudsView::new("A", px, d, pw, &oa).unwrap();
+                let b = CloudsView::new("B", &y, d, &v, &ob).unwrap();
+                cdist(&a, &b, &pr, 2.0, &ex).unwrap()[0]
+            };
+            let base = dist(&x, &w);
+            let moved = dist(&xr, &wr);
+            prop_assert!((base - moved).abs() <= 1e-7 * (1.0 + base), "{} vs {}", base, moved);
+        }
+    }
+
     #[test]
     fn threads_do_not_change_results() {
         let d = 5;
