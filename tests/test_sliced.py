@@ -249,8 +249,8 @@ def test_permutation_and_weight_scale_invariance(c1, c2, rnd, scale):
     rnd.shuffle(perm)
     permuted = semot.sliced_wasserstein_distance(x[perm], y, a[perm], b, projections=PROJ)
     scaled = semot.sliced_wasserstein_distance(x, y, a * scale, b, projections=PROJ)
-    assert permuted == pytest.approx(base, rel=1e-9, abs=1e-9)
     # Rounding of cumulative weights can leave segments of ~1e-16, amplified by the root.
+    assert permuted == pytest.approx(base, rel=1e-9, abs=1e-7)
     assert scaled == pytest.approx(base, rel=1e-9, abs=1e-7)
 
 

@@ -25,6 +25,106 @@ const EMBED_CHUNK: usize = 16;
 /// Output rows per matrix-product block. Fixed, so results do not depend on the thread count.
 const GEMM_ROWS: usize = 128;
 
+/// Computes quantile embeddings of the clouds of one set, on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedder<'a, T> {
+    clouds: &'a CloudsView<'a, T>,
+    proj: &'a Projections<'a, T>,
+    n_quantiles: usize,
+    scale: f64,
+}
+
+impl<'a, T: Real> Embedder<'a, T> {
+    /// Checks the parameters; `name` names the set in errors.
+    ///
+    /// # Errors
+    /// Invalid `p` or `n_quantiles`, or a dimension mismatch.
+    pub fn new(
+        clouds: &'a CloudsView<'a, T>,
+        name: &str,
+        proj: &'a Projections<'a, T>,
+        n_quantiles: usize,
+        p: f64,
+    ) -> Result<Self> {
+        check_p(p)?;
+        if n_quantiles == 0 {
+            return Err(Error::arg("n_quantiles", "must be >= 1"));
+        }
+        proj.check_dim(name, clouds.dim())?;
+        let scale = ((proj.len() * n_quantiles) as f64).powf(-1.0 / p);
+        Ok(Self {
+            clouds,
+            proj,
+            n_quantiles,
+            scale,
+        })
+    }
+
+    /// Length `L * Q` of one embedding.
+    pub fn width(&self) -> usize {
+        self.proj.len() * self.n_quantiles
+    }
+
+    /// Number of clouds.
+    pub fn len(&self) -> usize {
+        self.clouds.len()
+    }
+
+    /// Whether there are no clouds.
+    pub fn is_empty(&self) -> bool {
+        self.clouds.is_empty()
+    }
+
+    /// Embeds clouds `c0 .. c0 + out.len() / width` into `out` (row-major), on this thread.
+    pub fn rows(&self, c0: usize, out: &mut [T]) {
+        let (width, q_levels) = (self.width(), self.n_quantiles);
+        let mut pairs = Vec::new();
+        let mut vals = Vec::new();
+        for (k, row) in out.chunks_mut(width).enumerate() {
+            let c = c0 + k;
+            let w = self.clouds.weights(c);
+            let n = w.len();
+            let projected = self.proj.project(self.clouds.points(c));
+            let uniform = w.iter().all(|&x| x == w[0]);
+            for l in 0..self.proj.len() {
+                let dst = &mut row[l * q_levels..(l + 1) * q_levels];
+                if uniform {
+                    // Equal weights: sorting the values alone is enough.
+                    vals.clear();
+                    vals.extend(projected.row(l).iter().copied());
+                    vals.sort_unstable_by(T::total_cmp);
+                    if n == q_levels {
+                        for (d, &v) in dst.iter_mut().zip(vals.iter()) {
+                            *d = T::from_f64(v.to_f64() * self.scale);
+                        }
+                        continue;
+                    }
+                    pairs.clear();
+                    pairs.extend(vals.iter().map(|&v| (v, T::one())));
+                } else {
+                    pairs.clear();
+                    pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
+                    pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
+                }
+                bin_averages(&pairs, dst, self.scale);
+            }
+        }
+    }
+
+    /// Every embedding, row-major `(len, width)`, computed in parallel.
+    ///
+    /// # Errors
+    /// An interrupt.
+    pub fn all(&self, exec: &Executor<'_>) -> Result<Vec<T>> {
+        let width = self.width();
+        let mut out = vec![T::zero(); self.len() * width];
+        exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
+            self.rows(start / width, rows);
+        })?;
+        Ok(out)
+    }
+}
+
 /// The quantile embedding of every cloud, row-major `(len(clouds), L * n_quantiles)`.
 ///
 /// # Errors
@@ -37,50 +137,7 @@ pub fn embedding<T: Real>(
     p: f64,
     exec: &Executor<'_>,
 ) -> Result<Vec<T>> {
-    check_p(p)?;
-    if n_quantiles == 0 {
-        return Err(Error::arg("n_quantiles", "must be >= 1"));
-    }
-    proj.check_dim(name, clouds.dim())?;
-    let l_dirs = proj.len();
-    let width = l_dirs * n_quantiles;
-    let scale = ((l_dirs * n_quantiles) as f64).powf(-1.0 / p);
-    let mut out = vec![T::zero(); clouds.len() * width];
-    exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
-        let c0 = start / width;
-        let mut pairs = Vec::new();
-        let mut vals = Vec::new();
-        for (k, row) in rows.chunks_mut(width).enumerate() {
-            let c = c0 + k;
-            let w = clouds.weights(c);
-            let n = w.len();
-            let projected = proj.project(clouds.points(c));
-            let uniform = w.iter().all(|&x| x == w[0]);
-            for l in 0..l_dirs {
-                let dst = &mut row[l * n_quantiles..(l + 1) * n_quantiles];
-                if uniform {
-                    // Equal weights: sorting the values alone is enough.
-                    vals.clear();
-                    vals.extend(projected.row(l).iter().copied());
-                    vals.sort_unstable_by(T::total_cmp);
-                    if n == n_quantiles {
-                        for (d, &v) in dst.iter_mut().zip(vals.iter()) {
-                            *d = T::from_f64(v.to_f64() * scale);
-                        }
-                        continue;
-                    }
-                    pairs.clear();
-                    pairs.extend(vals.iter().map(|&v| (v, T::one())));
-                } else {
-                    pairs.clear();
-                    pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
-                    pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
-                }
-                bin_averages(&pairs, dst, scale);
-            }
-        }
-    })?;
-    Ok(out)
+    Embedder::new(clouds, name, proj, n_quantiles, p)?.all(exec)
 }
 
 /// Averages of the quantile function of the sorted weighted sample `pairs` over `Q` equal
@@ -119,28 +176,26 @@ fn bin_averages<T: Real>(pairs: &[(T, T)], dst: &mut [T], scale: f64) {
     }
 }
 
-/// Subtracts the mean row (over all rows of all the given matrices) from every row.
-/// Distances do not change; cancellation in the matrix product path shrinks.
-fn centre<T: Real>(mats: &mut [&mut Vec<T>], width: usize) {
+/// The mean row of `m` (`width` columns), accumulated in `f64`.
+fn mean_row<T: Real>(m: &[T], width: usize) -> Vec<T> {
     let mut mean = vec![0.0f64; width];
-    let mut rows = 0usize;
-    for m in mats.iter() {
-        for r in m.chunks_exact(width) {
-            for (s, &v) in mean.iter_mut().zip(r) {
-                *s += v.to_f64();
-            }
+    let rows = m.len() / width;
+    for r in m.chunks_exact(width) {
+        for (s, &v) in mean.iter_mut().zip(r) {
+            *s += v.to_f64();
         }
-        rows += m.len() / width;
     }
-    if rows == 0 {
-        return;
-    }
-    let mean: Vec<T> = mean.iter().map(|s| T::from_f64(s / rows as f64)).collect();
-    for m in mats.iter_mut() {
-        for r in m.chunks_exact_mut(width) {
-            for (v, &c) in r.iter_mut().zip(&mean) {
-                *v = *v - c;
-            }
+    mean.iter()
+        .map(|s| T::from_f64(s / rows.max(1) as f64))
+        .collect()
+}
+
+/// Subtracts `centre` from every row. Distances do not change; cancellation in the matrix
+/// product path shrinks.
+fn subtract<T: Real>(m: &mut [T], centre: &[T]) {
+    for r in m.chunks_exact_mut(centre.len()) {
+        for (v, &c) in r.iter_mut().zip(centre) {
+            *v = *v - c;
         }
     }
 }
@@ -172,20 +227,24 @@ fn from_gram<T: Real>(g: T, na: f64, nb: f64, x: &[T], y: &[T]) -> f64 {
     }
 }
 
-/// Euclidean distances between the rows of `ea` and the rows of `eb` (`width` columns each),
-/// row-major `(rows(ea), rows(eb))`. The embeddings are centred in place.
+/// Euclidean distances between the embeddings of every cloud of `a` and the rows of `eb`,
+/// row-major `(len(a), rows(eb))`.
+///
+/// Only `eb` is held in full: the embeddings of `a` are computed block by block inside the
+/// parallel loop, so the extra memory is one embedding matrix plus a block per thread.
+/// Everything is centred on the mean row of `eb` (in place).
 ///
 /// # Errors
 /// An interrupt.
 pub fn euclidean_cdist<T: Real>(
-    mut ea: Vec<T>,
+    a: &Embedder<'_, T>,
     mut eb: Vec<T>,
-    width: usize,
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
-    centre(&mut [&mut ea, &mut eb], width);
-    let (na, nb) = (ea.len() / width, eb.len() / width);
-    let norm_a = sq_norms(&ea, width);
+    let width = a.width();
+    let centre = mean_row(&eb, width);
+    subtract(&mut eb, &centre);
+    let (na, nb) = (a.len(), eb.len() / width);
     let norm_b = sq_norms(&eb, width);
     let mut out = vec![0.0f64; na * nb];
     if nb == 0 {
@@ -194,15 +253,18 @@ pub fn euclidean_cdist<T: Real>(
     exec.fill(&mut out, GEMM_ROWS * nb, |start, rows| {
         let i0 = start / nb;
         let r = rows.len() / nb;
+        let mut ea = vec![T::zero(); r * width];
+        a.rows(i0, &mut ea);
+        subtract(&mut ea, &centre);
+        let norm_a = sq_norms(&ea, width);
         let mut g = vec![T::zero(); r * nb];
-        T::gemm_nt(&ea[i0 * width..(i0 + r) * width], &eb, &mut g, r, nb, width);
+        T::gemm_nt(&ea, &eb, &mut g, r, nb, width);
         for di in 0..r {
-            let i = i0 + di;
-            let x = &ea[i * width..(i + 1) * width];
+            let x = &ea[di * width..(di + 1) * width];
             for j in 0..nb {
                 rows[di * nb + j] = from_gram(
                     g[di * nb + j],
-                    norm_a[i],
+                    norm_a[di],
                     norm_b[j],
                     x,
                     &eb[j * width..(j + 1) * width],
@@ -223,7 +285,8 @@ pub fn euclidean_pdist<T: Real>(
     width: usize,
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
-    centre(&mut [&mut e], width);
+    let centre = mean_row(&e, width);
+    subtract(&mut e, &centre);
     let n = e.len() / width;
     let norms = sq_norms(&e, width);
     let mut out = vec![0.0f64; n * n.saturating_sub(1) / 2];
@@ -275,24 +338,25 @@ fn minkowski<T: Real>(x: &[T], y: &[T], p: f64) -> f64 {
     }
 }
 
-/// Minkowski-`p` distances between rows of `ea` and rows of `eb`; `p = 2` uses the matrix
-/// product path.
+/// Minkowski-`p` distances between the embeddings of `a` and of `b`; `p = 2` uses the
+/// matrix-product path.
 ///
 /// # Errors
 /// Invalid `p`, or an interrupt.
 pub fn minkowski_cdist<T: Real>(
-    ea: Vec<T>,
-    eb: Vec<T>,
-    width: usize,
+    a: &Embedder<'_, T>,
+    b: &Embedder<'_, T>,
     p: f64,
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
     check_p(p)?;
+    let eb = b.all(exec)?;
     if p == 2.0 {
-        return euclidean_cdist(ea, eb, width, exec);
+        return euclidean_cdist(a, eb, exec);
     }
-    let nb = eb.len() / width;
-    let na = ea.len() / width;
+    let ea = a.all(exec)?;
+    let width = a.width();
+    let (na, nb) = (a.len(), b.len());
     let mut out = vec![0.0f64; na * nb];
     if nb == 0 {
         return Ok(out);
@@ -380,7 +444,27 @@ mod tests {
             .map(|k| ((k * 17) % 13) as f64 + 100.0)
             .collect();
         let ex = Executor::new(Some(2)).unwrap();
-        let got = euclidean_cdist(ea.clone(), eb.clone(), width, &ex).unwrap();
+        let mut ea_c = ea.clone();
+        let centre = mean_row(&eb, width);
+        subtract(&mut ea_c, &centre);
+        let mut eb_c = eb.clone();
+        subtract(&mut eb_c, &centre);
+        let na: Vec<f64> = sq_norms(&ea_c, width);
+        let nb: Vec<f64> = sq_norms(&eb_c, width);
+        let mut g = vec![0.0; 5 * 300];
+        f64::gemm_nt(&ea_c, &eb_c, &mut g, 5, 300, width);
+        let got: Vec<f64> = (0..5 * 300)
+            .map(|k| {
+                let (i, j) = (k / 300, k % 300);
+                from_gram(
+                    g[k],
+                    na[i],
+                    nb[j],
+                    &ea_c[i * width..(i + 1) * width],
+                    &eb_c[j * width..(j + 1) * width],
+                )
+            })
+            .collect();
         for i in 0..5 {
             for j in 0..300 {
                 let want = direct_sq(

@@ -357,9 +357,9 @@ pub fn cdist<T: Real>(
     let (na, nb) = (a.len(), b.len());
     if p == 2.0 && na * nb >= GEMM_MIN_PAIRS {
         if let Some(n) = uniform_equal(&[a, b]) {
-            let ea = quantile::embedding(a, "A", proj, n, 2.0, exec)?;
+            let ea = quantile::Embedder::new(a, "A", proj, n, 2.0)?;
             let eb = quantile::embedding(b, "B", proj, n, 2.0, exec)?;
-            return quantile::euclidean_cdist(ea, eb, proj.len() * n, exec);
+            return quantile::euclidean_cdist(&ea, eb, exec);
         }
     }
     let sa = Sorted::new(a, "A", proj, exec)?;

@@ -198,12 +198,10 @@ pub(crate) fn quantile_cdist<'py>(
     let (na, nb) = (a_len(&a), a_len(&b));
     let out = dispatch!((a, b), projections, |T, pr| {
         let (va, vb, pr) = (a.view("A")?, b.view("B")?, self::projections(&pr)?);
+        let ea = quantile::Embedder::new(&va, "A", &pr, n_quantiles, p).map_err(to_pyerr)?;
+        let eb = quantile::Embedder::new(&vb, "B", &pr, n_quantiles, p).map_err(to_pyerr)?;
         detached(py, n_threads, |ex| {
-            wasserstein1d::check_p(p)?;
-            pr.check_dim("B", vb.dim())?;
-            let ea = quantile::embedding(&va, "A", &pr, n_quantiles, p, ex)?;
-            let eb = quantile::embedding(&vb, "B", &pr, n_quantiles, p, ex)?;
-            quantile::minkowski_cdist(ea, eb, pr.len() * n_quantiles, p, ex)
+            quantile::minkowski_cdist(&ea, &eb, p, ex)
         })
     })?;
     reshape(py, out, na, nb)
