@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from semot._validation import FloatArray, float_array, index_array
 
-__all__ = ["PointClouds", "as_clouds"]
+__all__ = ["PointClouds", "as_clouds", "pair_of_clouds", "two_sets"]
 
 
 def _cloud_of_row(offsets: npt.NDArray[np.int64], row: int) -> int:
@@ -340,3 +340,49 @@ def common_dtype(a: PointClouds, b: PointClouds) -> tuple[PointClouds, PointClou
     if a.dtype == b.dtype:
         return a, b
     return a.astype(np.float64), b.astype(np.float64)
+
+
+def two_sets(A: Any, B: Any) -> tuple[PointClouds, PointClouds]:
+    """Interpret ``A`` and ``B`` as sets of clouds of one dimension and one dtype."""
+    ca, cb = as_clouds(A, "A"), as_clouds(B, "B")
+    if ca.dim != cb.dim:
+        raise ValueError(f"B: points of dimension {cb.dim} differ from A's dimension {ca.dim}")
+    return common_dtype(ca, cb)
+
+
+def pair_of_clouds(x: Any, y: Any, a: Any, b: Any) -> tuple[PointClouds, PointClouds]:
+    """Two single clouds ``(x, a)`` and ``(y, b)`` of one dimension and dtype (POT-style input).
+
+    ``x`` and ``y`` are ``(n, d)`` arrays (1-D is taken as ``(n, 1)``), ``a`` and ``b``
+    weights or ``None``. Errors name ``x``, ``y``, ``a`` or ``b``.
+    """
+
+    def one(pts: Any, w: Any, name: str, wname: str) -> PointClouds:
+        arr = float_array(pts, name)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"{name}: expected an (n, d) array, got shape {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name}: is empty")
+        if w is not None:
+            w = float_array(w, wname, dtype=arr.dtype)
+            if w.shape != (arr.shape[0],):
+                raise ValueError(
+                    f"{wname}: expected shape ({arr.shape[0]},), one weight per point of {name}, "
+                    f"got {w.shape}"
+                )
+        try:
+            return PointClouds(arr, w, [0, arr.shape[0]])
+        except ValueError as e:
+            msg = str(e).replace("cloud 0: ", "")
+            if msg.startswith("weights"):
+                msg = wname + msg[len("weights") :]
+            elif msg.startswith("points"):
+                msg = name + msg[len("points") :]
+            raise ValueError(msg) from None
+
+    cx, cy = one(x, a, "x", "a"), one(y, b, "y", "b")
+    if cx.dim != cy.dim:
+        raise ValueError(f"y: dimension {cy.dim} differs from the dimension of x ({cx.dim})")
+    return common_dtype(cx, cy)

@@ -52,10 +52,9 @@ from semot._validation import (
     check_n_threads,
     check_p,
     check_positive_int,
-    float_array,
     index_array,
 )
-from semot.clouds import PointClouds, as_clouds, common_dtype
+from semot.clouds import PointClouds, as_clouds, pair_of_clouds, two_sets
 
 __all__ = [
     "ConvergenceWarning",
@@ -133,28 +132,6 @@ def _warn(converged: npt.NDArray[np.bool_], max_iter: int, tol: float) -> None:
 
 def _csr(c: PointClouds) -> tuple[Any, Any, Any]:
     return c.points, c.weights, c.offsets
-
-
-def _cloud(x: Any, w: Any, name: str, wname: str) -> PointClouds:
-    pts = float_array(x, name)
-    if pts.ndim == 1:
-        pts = pts[:, None]
-    if pts.ndim != 2:
-        raise ValueError(f"{name}: expected an array of shape (n, d) or (n,), got {pts.shape}")
-    if pts.shape[0] == 0:
-        raise ValueError(f"{name}: needs at least one point")
-    weights = None
-    if w is not None:
-        weights = float_array(w, wname, ndim=1, dtype=pts.dtype)
-        if weights.shape[0] != pts.shape[0]:
-            raise ValueError(
-                f"{wname}: expected shape ({pts.shape[0]},), one weight per point of {name}, "
-                f"got {weights.shape}"
-            )
-    try:
-        return PointClouds(pts, weights, np.array([0, pts.shape[0]], dtype=np.int64))
-    except ValueError as e:
-        raise ValueError(f"{name}/{wname}: {e}") from None
 
 
 @overload
@@ -250,11 +227,7 @@ def sinkhorn_distance(
     1.414214
     """
     prm = _check_params(reg, p, max_iter, tol, debiased)
-    cx = _cloud(x, a, "x", "a")
-    cy = _cloud(y, b, "y", "b")
-    if cx.dim != cy.dim:
-        raise ValueError(f"y: dimension {cy.dim} differs from x's {cx.dim}")
-    cx, cy = common_dtype(cx, cy)
+    cx, cy = pair_of_clouds(x, y, a, b)
     values, n_iter, conv = _core.sinkhorn_cdist(
         *_csr(cx), *_csr(cy), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, 1
     )
@@ -263,14 +236,6 @@ def sinkhorn_distance(
     if return_info:
         return value, SinkhornInfo(n_iter.reshape(()), conv.reshape(()))
     return value
-
-
-def _sets(A: Any, B: Any) -> tuple[PointClouds, PointClouds]:
-    ca = as_clouds(A, "A")
-    cb = as_clouds(B, "B")
-    if ca.dim != cb.dim:
-        raise ValueError(f"B: dimension {cb.dim} differs from A's {ca.dim}")
-    return common_dtype(ca, cb)
 
 
 def _finish(
@@ -338,7 +303,7 @@ def sinkhorn_cdist(
     """
     prm = _check_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
-    ca, cb = _sets(A, B)
+    ca, cb = two_sets(A, B)
     values, n_iter, conv = _core.sinkhorn_cdist(
         *_csr(ca), *_csr(cb), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
     )
@@ -453,7 +418,7 @@ def sinkhorn_pairs(
     """
     prm = _check_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
-    ca, cb = _sets(A, B)
+    ca, cb = two_sets(A, B)
     idx = index_array(pairs, "pairs", 2)
     if idx.shape[1] != 2:
         raise ValueError(f"pairs: expected shape (K, 2), got {idx.shape}")

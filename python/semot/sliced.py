@@ -35,7 +35,7 @@ from semot._validation import (
     index_array,
     resolve_seed,
 )
-from semot.clouds import PointClouds, as_clouds, common_dtype
+from semot.clouds import PointClouds, as_clouds, pair_of_clouds, two_sets
 
 __all__ = [
     "random_projections",
@@ -107,45 +107,6 @@ def _projections(
     return np.ascontiguousarray(proj, dtype=dtype)
 
 
-def _pair(x: Any, y: Any, a: Any, b: Any) -> tuple[PointClouds, PointClouds]:
-    def one(pts: Any, w: Any, name: str, wname: str) -> PointClouds:
-        arr = float_array(pts, name)
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2:
-            raise ValueError(f"{name}: expected an (n, d) array, got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{name}: is empty")
-        if w is not None:
-            w = float_array(w, wname, dtype=arr.dtype)
-            if w.shape != (arr.shape[0],):
-                raise ValueError(
-                    f"{wname}: expected shape ({arr.shape[0]},), one weight per point of {name}, "
-                    f"got {w.shape}"
-                )
-        try:
-            return PointClouds(arr, w, [0, arr.shape[0]])
-        except ValueError as e:
-            msg = str(e).replace("cloud 0: ", "")
-            if msg.startswith("weights"):
-                msg = wname + msg[len("weights") :]
-            elif msg.startswith("points"):
-                msg = name + msg[len("points") :]
-            raise ValueError(msg) from None
-
-    cx, cy = one(x, a, "x", "a"), one(y, b, "y", "b")
-    if cx.dim != cy.dim:
-        raise ValueError(f"y: dimension {cy.dim} differs from the dimension of x ({cx.dim})")
-    return common_dtype(cx, cy)
-
-
-def _sets(A: Any, B: Any) -> tuple[PointClouds, PointClouds]:
-    ca, cb = as_clouds(A, "A"), as_clouds(B, "B")
-    if ca.dim != cb.dim:
-        raise ValueError(f"B: points of dimension {cb.dim} differ from A's dimension {ca.dim}")
-    return common_dtype(ca, cb)
-
-
 def _method(method: str) -> Method:
     if method not in ("exact", "quantile"):
         raise ValueError(f"method: must be 'exact' or 'quantile', got {method!r}")
@@ -198,7 +159,7 @@ def sliced_wasserstein_distance(
     float
         :math:`SW_p(\mu, \nu)`.
     """
-    cx, cy = _pair(x, y, a, b)
+    cx, cy = pair_of_clouds(x, y, a, b)
     p = check_p(p)
     proj = _projections(cx.dim, cx.dtype, n_projections, seed, projections)
     out = _core.sw_cdist(
@@ -250,7 +211,7 @@ def sliced_wasserstein_cdist(
     The GIL is released during the computation; inputs must not be modified by other threads
     during the call. Ctrl-C interrupts the call between blocks of pairs.
     """
-    ca, cb = _sets(A, B)
+    ca, cb = two_sets(A, B)
     p = check_p(p)
     m = _method(method)
     n_threads = check_n_threads(n_threads)
@@ -320,7 +281,7 @@ def sliced_wasserstein_pairs(
     -------
     ndarray of float64, shape (K,)
     """
-    ca, cb = _sets(A, B)
+    ca, cb = two_sets(A, B)
     p = check_p(p)
     m = _method(method)
     n_threads = check_n_threads(n_threads)
