@@ -52,10 +52,18 @@ def make(n_clouds, n, d, rng, uniform, dtype=np.float32):
 
 
 def per_pair(fn, pairs):
-    t = time.perf_counter()
-    for i, j in pairs:
-        fn(i, j)
-    return (time.perf_counter() - t) / len(pairs)
+    """Mean seconds per pair of a Python loop over ``pairs``.
+
+    BLAS is limited to one thread: per-pair matrices are small, and OpenBLAS threads only add
+    overhead there (on this 2-core machine two BLAS threads made POT ~5x slower per pair).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        t = time.perf_counter()
+        for i, j in pairs:
+            fn(i, j)
+        return (time.perf_counter() - t) / len(pairs)
 
 
 def bench_exact(cfg, rng, rows):
