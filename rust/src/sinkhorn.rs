@@ -420,6 +420,39 @@ fn col_sums(k: &[f64], u: &[f64], a: &[f64], t: &mut [f64]) -> bool {
     t.iter().all(|&x| x > SUM_LO && x < SUM_HI)
 }
 
+/// L1 violation of the first marginal, `Σ_i a_i |u_i s_i − 1|`, where `s = K v` (so that the
+/// plan's row sums are `a_i u_i s_i` with `u` scaled to match `a`).
+fn marginal_error(a: &[f64], u: &[f64], s: &[f64]) -> f64 {
+    a.iter()
+        .zip(u)
+        .zip(s)
+        .map(|((&ai, &ui), &si)| ai * (ui * si - 1.0).abs())
+        .sum()
+}
+
+/// The stopping rule shared by both solvers: `Some(converged)` ends the current epsilon stage.
+/// Convergence is only declared after an exact (not re-absorbed) update, at the final stage.
+fn stage_stop(
+    exact: bool,
+    it: usize,
+    last: bool,
+    err: f64,
+    params: &SinkhornParams,
+) -> Option<bool> {
+    if exact && it > 0 {
+        if last && err < params.tol {
+            return Some(true);
+        }
+        if !last && err < STAGE_TOL.max(params.tol) {
+            return Some(false);
+        }
+    }
+    if (last && it >= params.max_iter) || (!last && it >= STAGE_MAX_ITER) {
+        return Some(false);
+    }
+    None
+}
+
 /// Solves the entropic problem for the cost in `ws.cost` (`(n, m)`, row-major).
 fn solve<T>(
     a: &[f64],
@@ -469,7 +502,7 @@ fn solve<T>(
         }
     }
     let mut n_iter = 0u32;
-    let mut converged = false;
+    let mut converged;
     loop {
         let last = eps <= reg;
         compute_kernel(c, f, g, eps, kernel);
@@ -484,22 +517,8 @@ fn solve<T>(
                 row_sums(kernel, v, b, tmp, s);
                 exact = false;
             }
-            let err: f64 = a
-                .iter()
-                .zip(u.iter())
-                .zip(s.iter())
-                .map(|((&ai, &ui), &si)| ai * (ui * si - 1.0).abs())
-                .sum();
-            if exact && it > 0 {
-                if last && err < params.tol {
-                    converged = true;
-                    break;
-                }
-                if !last && err < STAGE_TOL.max(params.tol) {
-                    break;
-                }
-            }
-            if (last && it >= params.max_iter) || (!last && it >= STAGE_MAX_ITER) {
+            if let Some(done) = stage_stop(exact, it, last, marginal_error(a, u, s), params) {
+                converged = done;
                 break;
             }
             for (ui, &si) in u.iter_mut().zip(s.iter()) {
@@ -596,7 +615,7 @@ fn solve_symmetric<T>(
         }
     };
     let mut n_iter = 0u32;
-    let mut converged = false;
+    let mut converged;
     loop {
         let last = eps <= reg;
         compute_kernel(c, f, f, eps, kernel);
@@ -615,22 +634,8 @@ fn solve_symmetric<T>(
                 row_sums(kernel, u, a, tmp, s);
                 exact = false;
             }
-            let err: f64 = a
-                .iter()
-                .zip(u.iter())
-                .zip(s.iter())
-                .map(|((&ai, &ui), &si)| ai * (ui * si - 1.0).abs())
-                .sum();
-            if exact && it > 0 {
-                if last && err < params.tol {
-                    converged = true;
-                    break;
-                }
-                if !last && err < STAGE_TOL.max(params.tol) {
-                    break;
-                }
-            }
-            if (last && it >= params.max_iter) || (!last && it >= STAGE_MAX_ITER) {
+            if let Some(done) = stage_stop(exact, it, last, marginal_error(a, u, s), params) {
+                converged = done;
                 break;
             }
             for (ui, &si) in u.iter_mut().zip(s.iter()) {
