@@ -420,6 +420,39 @@ fn col_sums(k: &[f64], u: &[f64], a: &[f64], t: &mut [f64]) -> bool {
     t.iter().all(|&x| x > SUM_LO && x < SUM_HI)
 }
 
+/// `⟨P, C⟩` for the plan `P_ij = left(i) · K_ij · right_j` (row-major `K` and `C` with `m`
+/// columns).
+fn plan_cost(
+    kernel: &[f64],
+    c: &[f64],
+    left: impl Fn(usize) -> f64,
+    right: &[f64],
+    m: usize,
+) -> f64 {
+    kernel
+        .chunks_exact(m)
+        .zip(c.chunks_exact(m))
+        .enumerate()
+        .map(|(i, (k, cr))| {
+            let row: f64 = k
+                .iter()
+                .zip(cr)
+                .zip(right)
+                .map(|((&kv, &cv), &w)| kv * cv * w)
+                .sum();
+            left(i) * row
+        })
+        .sum()
+}
+
+/// `⟨a, f + ε ln u⟩`, the dual term of one side once the scaling `u` is absorbed.
+fn dual_value(a: &[f64], f: &[f64], u: &[f64], eps: f64) -> f64 {
+    a.iter()
+        .zip(f.iter().zip(u))
+        .map(|(&ai, (&fi, &ui))| ai * (fi + eps * ui.ln()))
+        .sum()
+}
+
 /// L1 violation of the first marginal, `Σ_i a_i |u_i s_i − 1|`, where `s = K v` (so that the
 /// plan's row sums are `a_i u_i s_i` with `u` scaled to match `a`).
 fn marginal_error(a: &[f64], u: &[f64], s: &[f64]) -> f64 {
@@ -545,29 +578,10 @@ fn solve<T>(
         eps = (eps / EPS_FACTOR).max(reg);
     }
     // Final plan P_ij = a_i u_i K_ij v_j b_j; potentials f + eps ln u, g + eps ln v.
-    let mut cost_sum = 0.0;
     tmp.clear();
     tmp.extend(v.iter().zip(b).map(|(&x, &y)| x * y));
-    for i in 0..n {
-        let k = &kernel[i * m..(i + 1) * m];
-        let cr = &c[i * m..(i + 1) * m];
-        let row: f64 = k
-            .iter()
-            .zip(cr)
-            .zip(tmp.iter())
-            .map(|((&kv, &cv), &w)| kv * cv * w)
-            .sum();
-        cost_sum += a[i] * u[i] * row;
-    }
-    let dual = a
-        .iter()
-        .zip(f.iter().zip(u.iter()))
-        .map(|(&ai, (&fi, &ui))| ai * (fi + eps * ui.ln()))
-        .sum::<f64>()
-        + b.iter()
-            .zip(g.iter().zip(v.iter()))
-            .map(|(&bj, (&gj, &vj))| bj * (gj + eps * vj.ln()))
-            .sum::<f64>();
+    let cost_sum = plan_cost(kernel, c, |i| a[i] * u[i], tmp, m);
+    let dual = dual_value(a, f, u, eps) + dual_value(b, g, v, eps);
     Solution {
         cost: cost_sum,
         dual,
@@ -652,25 +666,10 @@ fn solve_symmetric<T>(
         absorb_sym(f, u, eps);
         eps = (eps / EPS_FACTOR).max(reg);
     }
-    let mut cost_sum = 0.0;
     tmp.clear();
     tmp.extend(u.iter().zip(a).map(|(&x, &y)| x * y));
-    for i in 0..n {
-        let k = &kernel[i * n..(i + 1) * n];
-        let cr = &c[i * n..(i + 1) * n];
-        let row: f64 = k
-            .iter()
-            .zip(cr)
-            .zip(tmp.iter())
-            .map(|((&kv, &cv), &w)| kv * cv * w)
-            .sum();
-        cost_sum += tmp[i] * row;
-    }
-    let dual = 2.0
-        * a.iter()
-            .zip(f.iter().zip(u.iter()))
-            .map(|(&ai, (&fi, &ui))| ai * (fi + eps * ui.ln()))
-            .sum::<f64>();
+    let cost_sum = plan_cost(kernel, c, |i| tmp[i], tmp, n);
+    let dual = 2.0 * dual_value(a, f, u, eps);
     Solution {
         cost: cost_sum,
         dual,
