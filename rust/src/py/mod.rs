@@ -115,6 +115,35 @@ pub(crate) fn contiguous<'a, T: numpy::Element>(
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
 }
 
+/// The `TypeError` for sets of clouds of different dtypes.
+pub(crate) fn mixed_dtypes() -> PyErr {
+    PyTypeError::new_err("A and B must share one dtype (float32 or float64)")
+}
+
+/// Runs `$body` with every named [`CsrSet`] rebound to its [`Csr`] and `$t` naming their
+/// common float type; sets of different dtypes raise `TypeError`.
+macro_rules! with_dtype {
+    (($($set:ident),+), |$t:ident| $body:expr) => {{
+        // With a single set the last arm cannot match.
+        #[allow(unreachable_patterns)]
+        let out = match ($($set,)+) {
+            ($($crate::py::CsrSet::F32($set),)+) => {
+                #[allow(unused)]
+                type $t = f32;
+                $body
+            }
+            ($($crate::py::CsrSet::F64($set),)+) => {
+                #[allow(unused)]
+                type $t = f64;
+                $body
+            }
+            _ => Err($crate::py::mixed_dtypes()),
+        };
+        out
+    }};
+}
+pub(crate) use with_dtype;
+
 /// Both sets of clouds with one shared dtype.
 pub(crate) enum CsrSet<'py> {
     F32(Csr<'py, f32>),

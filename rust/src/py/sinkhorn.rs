@@ -3,10 +3,9 @@
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use super::{contiguous, csr, detached, to_pyerr, Array1, Array2, CsrSet};
+use super::{contiguous, csr, detached, to_pyerr, with_dtype, Array1, Array2};
 use crate::error::Error;
 use crate::sinkhorn::{self, BulkResult, SinkhornParams};
 
@@ -31,10 +30,6 @@ fn params(reg: f64, p: f64, max_iter: usize, tol: f64, debiased: bool) -> PyResu
     };
     prm.validate().map_err(to_pyerr)?;
     Ok(prm)
-}
-
-fn mixed() -> PyErr {
-    PyTypeError::new_err("A and B must share one dtype (float32 or float64)")
 }
 
 fn out1(py: Python<'_>, r: BulkResult) -> Out1<'_> {
@@ -76,30 +71,14 @@ pub(crate) fn sinkhorn_cdist<'py>(
     let prm = params(reg, p, max_iter, tol, debiased)?;
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
-    let (res, shape) = match (&a, &b) {
-        (CsrSet::F32(a), CsrSet::F32(b)) => {
-            let (va, vb) = (a.view("A")?, b.view("B")?);
-            let shape = (va.len(), vb.len());
-            (
-                detached(py, n_threads, |ex| {
-                    sinkhorn::sinkhorn_cdist(&va, &vb, &prm, ex)
-                })?,
-                shape,
-            )
-        }
-        (CsrSet::F64(a), CsrSet::F64(b)) => {
-            let (va, vb) = (a.view("A")?, b.view("B")?);
-            let shape = (va.len(), vb.len());
-            (
-                detached(py, n_threads, |ex| {
-                    sinkhorn::sinkhorn_cdist(&va, &vb, &prm, ex)
-                })?,
-                shape,
-            )
-        }
-        _ => return Err(mixed()),
-    };
-    out2(py, res, shape)
+    with_dtype!((a, b), |T| {
+        let (va, vb) = (a.view("A")?, b.view("B")?);
+        let shape = (va.len(), vb.len());
+        let res = detached(py, n_threads, |ex| {
+            sinkhorn::sinkhorn_cdist(&va, &vb, &prm, ex)
+        })?;
+        out2(py, res, shape)
+    })
 }
 
 /// Entropic OT for all pairs `i < j` of `A`, condensed (scipy `pdist` order).
@@ -119,17 +98,11 @@ pub(crate) fn sinkhorn_pdist<'py>(
 ) -> PyResult<Out1<'py>> {
     let prm = params(reg, p, max_iter, tol, debiased)?;
     let a = csr("A", points_a, weights_a, offsets_a)?;
-    let res = match &a {
-        CsrSet::F32(a) => {
-            let va = a.view("A")?;
-            detached(py, n_threads, |ex| sinkhorn::sinkhorn_pdist(&va, &prm, ex))?
-        }
-        CsrSet::F64(a) => {
-            let va = a.view("A")?;
-            detached(py, n_threads, |ex| sinkhorn::sinkhorn_pdist(&va, &prm, ex))?
-        }
-    };
-    Ok(out1(py, res))
+    with_dtype!((a), |T| {
+        let va = a.view("A")?;
+        let res = detached(py, n_threads, |ex| sinkhorn::sinkhorn_pdist(&va, &prm, ex))?;
+        Ok(out1(py, res))
+    })
 }
 
 /// Entropic OT for the pairs `(A[pairs[k, 0]], B[pairs[k, 1]])`.
@@ -163,20 +136,11 @@ pub(crate) fn sinkhorn_pairs<'py>(
     let idx = contiguous(&pairs, "pairs")?;
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
-    let res = match (&a, &b) {
-        (CsrSet::F32(a), CsrSet::F32(b)) => {
-            let (va, vb) = (a.view("A")?, b.view("B")?);
-            detached(py, n_threads, |ex| {
-                sinkhorn::sinkhorn_pairs(&va, &vb, idx, &prm, ex)
-            })?
-        }
-        (CsrSet::F64(a), CsrSet::F64(b)) => {
-            let (va, vb) = (a.view("A")?, b.view("B")?);
-            detached(py, n_threads, |ex| {
-                sinkhorn::sinkhorn_pairs(&va, &vb, idx, &prm, ex)
-            })?
-        }
-        _ => return Err(mixed()),
-    };
-    Ok(out1(py, res))
+    with_dtype!((a, b), |T| {
+        let (va, vb) = (a.view("A")?, b.view("B")?);
+        let res = detached(py, n_threads, |ex| {
+            sinkhorn::sinkhorn_pairs(&va, &vb, idx, &prm, ex)
+        })?;
+        Ok(out1(py, res))
+    })
 }

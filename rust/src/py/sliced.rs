@@ -7,7 +7,7 @@ use numpy::{
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use super::{contiguous, csr, detached, to_pyerr, Array1, Array2, Csr, CsrSet};
+use super::{contiguous, csr, detached, to_pyerr, with_dtype, Array1, Array2, Csr, CsrSet};
 use crate::float::Real;
 use crate::sliced::{self, Projections};
 use crate::{quantile, wasserstein1d};
@@ -16,22 +16,39 @@ fn dtype_mismatch() -> PyErr {
     PyTypeError::new_err("projections must have the dtype of the points (float32 or float64)")
 }
 
-/// Dispatches on the dtype shared by every set of clouds and the projection matrix.
+/// The projection matrix as an array of the clouds' dtype, if it has that dtype.
+trait FromArray2: numpy::Element + Sized {
+    fn from_array2(a: Array2<'_>) -> Option<PyReadonlyArray2<'_, Self>>;
+}
+
+impl FromArray2 for f32 {
+    fn from_array2(a: Array2<'_>) -> Option<PyReadonlyArray2<'_, Self>> {
+        match a {
+            Array2::F32(x) => Some(x),
+            Array2::F64(_) => None,
+        }
+    }
+}
+
+impl FromArray2 for f64 {
+    fn from_array2(a: Array2<'_>) -> Option<PyReadonlyArray2<'_, Self>> {
+        match a {
+            Array2::F64(x) => Some(x),
+            Array2::F32(_) => None,
+        }
+    }
+}
+
+/// [`with_dtype!`] over the sets of clouds, with the projection matrix `$proj` taken in the
+/// same dtype as `$pr`.
 macro_rules! dispatch {
     (($($set:ident),+), $proj:ident, |$t:ident, $pr:ident| $body:expr) => {
-        match ($($set,)+ $proj) {
-            ($(CsrSet::F32($set),)+ Array2::F32($pr)) => {
-                #[allow(unused)]
-                type $t = f32;
-                $body
+        with_dtype!(($($set),+), |$t| {
+            match <$t as FromArray2>::from_array2($proj) {
+                Some($pr) => $body,
+                None => Err(dtype_mismatch()),
             }
-            ($(CsrSet::F64($set),)+ Array2::F64($pr)) => {
-                #[allow(unused)]
-                type $t = f64;
-                $body
-            }
-            _ => Err(dtype_mismatch()),
-        }
+        })
     };
 }
 
