@@ -313,11 +313,22 @@ class PointClouds:
 def as_clouds(obj: Any, name: str) -> PointClouds:
     """Interpret ``obj`` as a set of clouds.
 
-    Accepts a :class:`PointClouds`, a 3-D array ``(N, n, d)`` (N clouds with uniform
-    weights), or a list of clouds as taken by :meth:`PointClouds.from_list`.
+    Accepts a :class:`PointClouds`, any object with a ``to_clouds()`` method returning one
+    (such as :class:`~semot.distributions.FeatureDistributions`), a 3-D array ``(N, n, d)``
+    (N clouds with uniform weights), or a list of clouds as taken by
+    :meth:`PointClouds.from_list`.
     """
     if isinstance(obj, PointClouds):
         return obj
+    to_clouds = getattr(obj, "to_clouds", None)
+    if callable(to_clouds) and not isinstance(obj, (np.ndarray, list, tuple)):
+        out = to_clouds()
+        if not isinstance(out, PointClouds):
+            raise TypeError(
+                f"{name}: {type(obj).__name__}.to_clouds() returned {type(out).__name__}, "
+                "expected PointClouds"
+            )
+        return out
     if isinstance(obj, (list, tuple)):
         try:
             return PointClouds.from_list(obj)
