@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 # Extras installed into the dev / CI lint venv, in this order. This is the only list:
-# .ci/run and the Makefile read it from here. (A torch-based `collect` extra from PyPI pulls
-# the CUDA wheels on Linux, several GB: budget for it in the venv cache when adding it.)
+# .ci/run and the Makefile read it from here. `test` pulls in `collect` (torch from PyPI, the
+# CUDA build on Linux, several GB): the venv cache keeps CI fast once it is built.
 DEV_EXTRAS: tuple[str, ...] = ("test", "lint")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,14 +69,35 @@ def main(argv: list[str] | None = None) -> int:
         lines += data.get("build-system", {}).get("requires", [])
     if not args.no_project:
         lines += project.get("dependencies", [])
-    for extra in extras:
-        lines += optional[extra]
+    lines += _expand(extras, optional, project["name"])
     seen: set[str] = set()
     for line in lines:
         if line not in seen:
             seen.add(line)
             print(line)
     return 0
+
+
+def _expand(extras: list[str], optional: dict[str, list[str]], name: str) -> list[str]:
+    """Requirement lines of ``extras``, with self-references (``semot[collect]``) expanded.
+
+    A self-reference would make ``pip install -r`` fetch semot itself from PyPI.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    todo = list(extras)
+    while todo:
+        extra = todo.pop(0)
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for line in optional[extra]:
+            head = line.split(";")[0].strip()
+            if head.startswith(f"{name}[") and head.endswith("]"):
+                todo += [e.strip() for e in head[len(name) + 1 : -1].split(",")]
+            else:
+                out.append(line)
+    return out
 
 
 if __name__ == "__main__":

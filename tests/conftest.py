@@ -1,7 +1,30 @@
 from __future__ import annotations
 
+import importlib
+import os
+from types import ModuleType
+
 import numpy as np
 import pytest
+
+# In CI (CI=true, as .ci/run sets) the optional collection stack must be installed: a missing
+# torch / transformer-lens / sae-lens is an error there, never a silent skip.
+STRICT_OPTIONAL = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or (
+    os.environ.get("SEMOT_REQUIRE_COLLECT") == "1"
+)
+
+
+def optional_import(name: str) -> ModuleType:
+    """Import an optional dependency: skip the tests without it, except in CI (fail)."""
+    if STRICT_OPTIONAL:
+        try:
+            return importlib.import_module(name)
+        except ImportError as e:
+            pytest.fail(
+                f"{name} is required in CI (pip install '.[test]' installs it): {e}",
+                pytrace=False,
+            )
+    return pytest.importorskip(name)
 
 
 @pytest.fixture

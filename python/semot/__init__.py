@@ -6,9 +6,13 @@ distances in bulk from a Rust core, plus union-find merging. ``import semot`` im
 numpy; the torch-based collection code lives in optional submodules.
 """
 
+from typing import Any
+
 from semot._core import __version__
 from semot.clouds import PointClouds
+from semot.distributions import CorruptFileError, FeatureDistributions
 from semot.linkage import MergeTree, connected_components, merge_by_threshold, single_linkage
+from semot.sampling import FeatureSampler
 from semot.sinkhorn import (
     ConvergenceWarning,
     SinkhornInfo,
@@ -29,10 +33,14 @@ from semot.sliced import (
 
 __all__ = [
     "ConvergenceWarning",
+    "CorruptFileError",
+    "FeatureDistributions",
+    "FeatureSampler",
     "MergeTree",
     "PointClouds",
     "SinkhornInfo",
     "__version__",
+    "collect",
     "connected_components",
     "merge_by_threshold",
     "random_projections",
@@ -48,3 +56,12 @@ __all__ = [
     "sliced_wasserstein_pdist",
     "wasserstein_1d",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `semot.collect` needs torch; import it only when asked for.
+    if name == "collect":
+        from semot.collection import collect
+
+        return collect
+    raise AttributeError(f"module 'semot' has no attribute {name!r}")

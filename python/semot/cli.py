@@ -1,4 +1,4 @@
-"""Command-line interface: ``semot demo``, ``semot version``."""
+"""Command-line interface: ``semot demo``, ``semot collect``, ``semot info``, ``semot version``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--dim", type=int, default=32, help="dimension of the hidden states")
     demo.add_argument("--seed", type=int, default=0)
     sub.add_parser("version", help="print the version")
+    from semot.cli_collect import add_parsers
+
+    add_parsers(sub)
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args, parser)
+    except (ValueError, TypeError, ImportError) as e:
+        # Bad input and missing extras are the user's to fix: one clear line, no traceback.
+        print(f"semot {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "version":
         print(f"semot {__version__}")
         return 0
@@ -35,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1")
         run(args.groups, args.per_group, args.samples, args.dim, args.seed)
         return 0
+    if args.command == "collect":
+        from semot.cli_collect import run_collect
+
+        return run_collect(args, parser)
+    if args.command == "info":
+        from semot.cli_collect import run_info
+
+        return run_info(args)
     return 2  # pragma: no cover
 
 

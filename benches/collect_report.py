@@ -1,0 +1,172 @@
+"""Collection overhead: tokens/s of semot.collect against a plain forward pass, same tokens.
+
+Usage::
+
+    python benches/collect_report.py                       # small model, CPU
+    python benches/collect_report.py --preset gpt2 --device cuda   # GPT-2 size, 24,576 features
+
+Three timings on the same model, SAEs and tokens (random weights, built from configs):
+
+- ``forward``: ``model(tokens)``, the plain forward pass (all layers);
+- ``forward+encode``: forward to the last SAE layer with hooks, plus each SAE's ``encode``:
+  the least any collection must do;
+- ``semot.collect``: the same plus sampling and support points (``mode="weighted"``).
+
+Overheads are reported relative to ``forward``, and semot's own share (collect minus
+forward+encode) separately. Best of ``--repeat`` runs each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from typing import Any
+
+PRESETS = {
+    # name: (n_layers, d_model, n_heads, d_vocab, n_ctx, d_sae, sae layers, sequences)
+    "small": (4, 128, 4, 2048, 128, 2048, (1, 3), 512),
+    "tiny": (2, 32, 4, 256, 32, 128, (0, 1), 8),
+    "gpt2": (12, 768, 12, 50257, 256, 24576, (5, 8), 256),
+}
+
+
+def build(preset: str, device: str) -> tuple[Any, list[Any], Any]:
+    import torch
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    n_layers, d_model, n_heads, vocab, n_ctx, d_sae, layers, n_seq = PRESETS[preset]
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        d_model=d_model,
+        n_ctx=n_ctx,
+        d_head=d_model // n_heads,
+        n_heads=n_heads,
+        d_vocab=vocab,
+        act_fn="gelu",
+        normalization_type="LN",
+        device=device,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(cfg)
+    model.eval()
+    saes = []
+    for layer in layers:
+        sae = StandardSAE(
+            StandardSAEConfig(
+                d_in=d_model,
+                d_sae=d_sae,
+                device=device,
+                metadata=SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post"),
+            )
+        )
+        with torch.no_grad():
+            sae.W_enc.normal_(0, 1 / d_model**0.5)
+            # About 1-2 % of features fire per token, as in trained SAEs.
+            sae.b_enc.fill_(-2.2)
+        saes.append(sae)
+    tokens = torch.randint(0, vocab, (n_seq, n_ctx), device=device)
+    return model, saes, tokens
+
+
+def measure(preset: str, device: str, repeat: int, batch_size: int, n: int) -> dict[str, Any]:
+    import torch
+
+    from semot.collection import collect
+
+    model, saes, tokens = build(preset, device)
+    hooks = [s.cfg.metadata.hook_name for s in saes]
+    n_tok = tokens.numel()
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def forward() -> None:
+        with torch.inference_mode():
+            for i in range(0, tokens.shape[0], batch_size):
+                model(tokens[i : i + batch_size], return_type=None)
+        sync()
+
+    def forward_encode() -> None:
+        last = max(int(h.split(".")[1]) for h in hooks) + 1
+        with torch.inference_mode():
+            for i in range(0, tokens.shape[0], batch_size):
+                store: dict[str, Any] = {}
+                model.run_with_hooks(
+                    tokens[i : i + batch_size],
+                    return_type=None,
+                    stop_at_layer=last,
+                    fwd_hooks=[(h, lambda a, hook: store.__setitem__(hook.name, a)) for h in hooks],
+                )
+                for s in saes:
+                    s.encode(store[s.cfg.metadata.hook_name])
+        sync()
+
+    def run_collect() -> None:
+        collect(
+            model,
+            saes,
+            tokens,
+            samples_per_feature=n,
+            batch_size=batch_size,
+            progress=False,
+            ignore_token_ids=None,
+        )
+        sync()
+
+    def best(fn: Any) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    t_fwd, t_enc, t_col = best(forward), best(forward_encode), best(run_collect)
+    return {
+        "preset": preset,
+        "device": device,
+        "tokens": n_tok,
+        "samples_per_feature": n,
+        "forward_s": t_fwd,
+        "forward_encode_s": t_enc,
+        "collect_s": t_col,
+        "tok_per_s": {
+            "forward": n_tok / t_fwd,
+            "forward+encode": n_tok / t_enc,
+            "collect": n_tok / t_col,
+        },
+        "overhead_vs_forward": t_col / t_fwd - 1,
+        "semot_share_vs_forward": (t_col - t_enc) / t_fwd,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--samples-per-feature", type=int, default=128)
+    a = p.parse_args()
+    r = measure(a.preset, a.device, a.repeat, a.batch_size, a.samples_per_feature)
+    print(
+        f"preset {r['preset']} on {r['device']}: {r['tokens']} tokens, n={r['samples_per_feature']}"
+    )
+    for k, v in r["tok_per_s"].items():
+        print(f"  {k:>15}: {v:12,.0f} tokens/s")
+    print(f"  collect overhead vs plain forward: {100 * r['overhead_vs_forward']:.1f} %")
+    print(
+        f"  of which semot's sampling (beyond forward+encode): "
+        f"{100 * r['semot_share_vs_forward']:.1f} % of forward time"
+    )
+
+
+if __name__ == "__main__":
+    main()

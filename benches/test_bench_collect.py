@@ -1,0 +1,60 @@
+"""pytest-benchmark: collection on a small random model against its plain forward pass.
+
+Measured run:  pytest benches/test_bench_collect.py --benchmark-enable
+Report:        python benches/collect_report.py  (tokens/s and overhead ratios)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SMOKE
+
+pytest.importorskip("torch")
+pytest.importorskip("sae_lens")
+
+import collect_report
+
+PRESET = "tiny" if SMOKE else "small"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return collect_report.build(PRESET, "cpu")
+
+
+def test_forward(benchmark, setup):
+    import torch
+
+    model, _, tokens = setup
+    benchmark.group = f"collect {PRESET}"
+
+    def run():
+        with torch.inference_mode():
+            for i in range(0, tokens.shape[0], 16):
+                model(tokens[i : i + 16], return_type=None)
+
+    benchmark(run)
+
+
+def test_collect(benchmark, setup):
+    from semot.collection import collect
+
+    model, saes, tokens = setup
+    benchmark.group = f"collect {PRESET}"
+    out = benchmark(
+        collect,
+        model,
+        saes,
+        tokens,
+        samples_per_feature=32,
+        batch_size=16,
+        progress=False,
+        ignore_token_ids=None,
+    )
+    assert all(fd.n_features == saes[0].cfg.d_sae for fd in out.values())
+
+
+def test_report_runs():
+    r = collect_report.measure(PRESET, "cpu", repeat=1, batch_size=16, n=32)
+    assert r["collect_s"] > 0 and r["forward_s"] > 0

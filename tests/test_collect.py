@@ -1,0 +1,569 @@
+"""Collection from tiny transformer-lens models with sae-lens SAEs built from configs.
+
+Nothing is downloaded: the model and the SAEs are built from configs, saved to a temporary
+directory and loaded back through the loaders users call (``load_model``, ``load_sae``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from conftest import optional_import
+
+torch = optional_import("torch")
+optional_import("transformer_lens")
+optional_import("sae_lens")
+
+from semot.collection import collect, load_run  # noqa: E402
+from semot.distributions import CorruptFileError, FeatureDistributions  # noqa: E402
+from semot.models import ModuleHooks, Site, load_model, load_sae, save_hooked_transformer  # noqa: E402
+from semot.reference import ReferenceMap, ReferenceSpec  # noqa: E402
+
+D_MODEL = 16
+VOCAB = 61
+HOOK0 = "blocks.0.hook_resid_post"
+HOOK1 = "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    root = tmp_path_factory.mktemp("assets")
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(
+        n_layers=3,
+        d_model=D_MODEL,
+        n_ctx=32,
+        d_head=4,
+        n_heads=4,
+        d_vocab=VOCAB,
+        act_fn="gelu",
+        seed=0,
+        device="cpu",
+    )
+    save_hooked_transformer(HookedTransformer(cfg), root / "model")
+    sae0 = StandardSAE(
+        StandardSAEConfig(
+            d_in=D_MODEL, d_sae=24, metadata=SAEMetadata(hook_name=HOOK0, model_name="tiny")
+        )
+    )
+    sae1 = TopKSAE(
+        TopKSAEConfig(
+            d_in=D_MODEL, d_sae=20, k=5, metadata=SAEMetadata(hook_name=HOOK1, model_name="tiny")
+        )
+    )
+    with torch.no_grad():
+        for sae in (sae0, sae1):
+            sae.W_enc.normal_()
+            sae.b_enc.fill_(-0.5)
+    sae0.save_model(root / "sae0")
+    sae1.save_model(root / "sae1")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, VOCAB, size=(24, 12)).astype(np.int64)
+    np.save(root / "tokens.npy", tokens)
+    return root, tokens
+
+
+def _load(root):
+    model = load_model(root / "model", device="cpu")
+    saes = [load_sae(path=root / n, device="cpu")[0] for n in ("sae0", "sae1")]
+    return model, saes
+
+
+def _hidden(model, tokens, hook):
+    _, cache = model.run_with_cache(torch.as_tensor(tokens), names_filter=[hook])
+    return cache[hook].numpy()
+
+
+def test_loaders_round_trip(assets):
+    root, tokens = assets
+    model, (sae0, sae1) = _load(root)
+    assert sae0.cfg.metadata.hook_name == HOOK0
+    assert type(sae1).__name__ == "TopKSAE"
+    again = load_model(root / "model", device="cpu")
+    x = torch.as_tensor(tokens[:2])
+    torch.testing.assert_close(model(x), again(x))
+
+
+def test_support_points_are_reference_states_at_recorded_positions(assets, tmp_path):
+    root, tokens = assets
+    model, saes = _load(root)
+    res = collect(
+        model,
+        saes,
+        tokens,
+        samples_per_feature=6,
+        reference=HOOK1,
+        batch_size=5,
+        progress=False,
+        out=tmp_path / "run",
+    )
+    h0, h1 = _hidden(model, tokens, HOOK0), _hidden(model, tokens, HOOK1)
+    for name, sae, h_feat in (("sae_hook0", saes[0], h0), ("sae_hook1", saes[1], h1)):
+        fd = res[HOOK0 if sae is saes[0] else HOOK1]
+        acts = sae.encode(torch.as_tensor(h_feat)).detach().numpy()
+        assert fd.n_features == sae.cfg.d_sae
+        assert fd.fired.sum() > sae.cfg.d_sae // 2, name
+        for i in range(fd.n_features):
+            pts, _ = fd.cloud(i)
+            s, p = fd.provenance(i)
+            np.testing.assert_allclose(pts, h1[s, p], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(fd.activations(i), acts[s, p, i], rtol=1e-5, atol=1e-6)
+            assert fd.firing_counts[i] == (acts[:, :, i] > 0).sum()
+        assert fd.metadata["n_tokens"] == tokens.size
+        assert fd.metadata["reference"]["hook"] == HOOK1
+    # Saved, reloaded lazily, and `semot info` style summary works.
+    loaded = load_run(tmp_path / "run")
+    for key, fd in res.items():
+        np.testing.assert_array_equal(loaded[key].feature_ids, fd.feature_ids)
+        np.testing.assert_array_equal(loaded[key].cloud(0)[0], fd.cloud(0)[0])
+
+
+def test_top_mode_equals_brute_force_top_n(assets):
+    root, tokens = assets
+    model, saes = _load(root)
+    n = 7
+    fd = collect(
+        model,
+        saes[:1],
+        tokens,
+        samples_per_feature=n,
+        mode="top",
+        batch_size=7,
+        progress=False,
+        reference=HOOK0,
+    )[HOOK0]
+    acts = saes[0].encode(torch.as_tensor(_hidden(model, tokens, HOOK0))).detach().numpy()
+    for f in range(acts.shape[2]):
+        s, p = np.nonzero(acts[:, :, f] > 0)
+        a = acts[s, p, f]
+        order = np.lexsort((s * 2**32 + p, -a))[:n]
+        got_s, got_p = fd.provenance(f)
+        # Tiny float differences between batched and unbatched runs could swap near-ties:
+        # compare the activation values, which must be the top-n values.
+        np.testing.assert_allclose(np.sort(fd.activations(f))[::-1], a[order], rtol=1e-5)
+        assert set(zip(got_s.tolist(), got_p.tolist(), strict=True)) == set(
+            zip(s[order].tolist(), p[order].tolist(), strict=True)
+        )
+        _, w = fd.cloud(f)
+        np.testing.assert_allclose(w, fd.activations(f) / fd.activations(f).sum(), rtol=1e-5)
+
+
+def test_feature_subset_ignore_ids_and_stop_at_layer(assets):
+    root, tokens = assets
+    model, saes = _load(root)
+    site = Site.from_sae(saes[0], features=[3, 0, 11])
+    fd = collect(
+        model,
+        [site],
+        tokens,
+        samples_per_feature=4,
+        progress=False,
+        ignore_token_ids=[int(tokens[0, 0])],
+        reference=HOOK0,
+    )[HOOK0]
+    np.testing.assert_array_equal(fd.feature_ids, [3, 0, 11])
+    banned = tokens == tokens[0, 0]
+    assert fd.metadata["n_tokens"] == tokens.size - banned.sum()
+    for i in range(3):
+        s, p = fd.provenance(i)
+        assert not banned[s, p].any()
+
+
+def test_reduce_normalize_and_reuse_of_the_reference_map(assets, tmp_path):
+    root, tokens = assets
+    model, saes = _load(root)
+    spec = ReferenceSpec(hook=HOOK1, reduce="pca", k=5, normalize="unit", calibration_tokens=200)
+    res = collect(
+        model,
+        saes,
+        tokens,
+        samples_per_feature=4,
+        reference=spec,
+        progress=False,
+        out=tmp_path / "a",
+    )
+    fd = res[HOOK1]
+    assert fd.dim == 5
+    pts = np.concatenate([fd.cloud(i)[0] for i in range(fd.n_features) if fd.sample_sizes[i]])
+    np.testing.assert_allclose(np.linalg.norm(pts, axis=1), 1.0, rtol=1e-5)
+    # The PCA directions are the top eigenvectors of the calibration covariance (numpy oracle).
+    refmap = ReferenceMap.load(tmp_path / "a" / HOOK1)
+    h = _hidden(model, tokens, HOOK1).reshape(-1, D_MODEL)[:200].astype(np.float64)
+    _, vecs = np.linalg.eigh(np.cov(h.T))
+    proj = refmap.arrays["projection"].astype(np.float64)
+    np.testing.assert_allclose(np.abs(proj.T @ vecs[:, ::-1][:, :5]), np.eye(5), atol=1e-4)
+    # A second run with the stored map shares its space exactly.
+    again = collect(
+        model, saes[:1], tokens[:10], samples_per_feature=4, reference=refmap, progress=False
+    )[HOOK0]
+    assert again.metadata["reference"] == fd.metadata["reference"]
+
+
+def test_linear_map_reference_equals_least_squares(assets):
+    root, tokens = assets
+    model, saes = _load(root)
+    spec = ReferenceSpec(hook=HOOK1, kind="linear-map", calibration_tokens=tokens.size)
+    fd = collect(model, saes[:1], tokens, samples_per_feature=3, reference=spec, progress=False)[
+        HOOK0
+    ]
+    refmap = ReferenceMap.from_parts(fd.metadata["reference"], fd.reference_arrays)
+    x = _hidden(model, tokens, HOOK0).reshape(-1, D_MODEL).astype(np.float64)
+    y = _hidden(model, tokens, HOOK1).reshape(-1, D_MODEL).astype(np.float64)
+    xa = np.hstack([x, np.ones((x.shape[0], 1))])
+    beta, *_ = np.linalg.lstsq(xa, y, rcond=None)
+    np.testing.assert_allclose(refmap.arrays[f"linear/{HOOK0}/W"], beta[:-1], atol=2e-3)
+    np.testing.assert_allclose(refmap.arrays[f"linear/{HOOK0}/b"], beta[-1], atol=2e-3)
+    s, p = fd.provenance(0)
+    np.testing.assert_allclose(
+        fd.cloud(0)[0], (xa @ beta).reshape(*tokens.shape, D_MODEL)[s, p], atol=2e-3
+    )
+
+
+def test_generic_torch_module_with_any_encoder():
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Embedding(30, 8), torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 6)
+    )
+    w = torch.randn(8, 10)
+    site = Site.from_encoder(lambda h: torch.relu(h @ w), hook="2", d_in=8, d_sae=10)
+    tokens = np.random.default_rng(1).integers(0, 30, size=(6, 5))
+    fd = collect(
+        ModuleHooks(net),
+        [site],
+        tokens,
+        samples_per_feature=3,
+        reference="1",
+        progress=False,
+        ignore_token_ids=None,
+    )["2"]
+    with torch.no_grad():
+        h1 = net[1](net[0](torch.as_tensor(tokens))).numpy()
+        acts = torch.relu(net[2](torch.as_tensor(h1)) @ w).numpy()
+    for i in range(10):
+        s, p = fd.provenance(i)
+        np.testing.assert_allclose(fd.cloud(i)[0], h1[s, p], rtol=1e-6) if len(s) else None
+        assert fd.firing_counts[i] == (acts[:, :, i] > 0).sum()
+
+
+def test_text_files_with_a_local_tokenizer(assets, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    from semot.tokens import TextFiles
+
+    root, _ = assets
+    words = ["<bos>"] + [f"w{i}" for i in range(VOCAB - 2)] + ["<unk>"]
+    tk = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
+    )
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", unk_token="<unk>")
+    model, saes = _load(root)
+    text = tmp_path / "a.txt"
+    text.write_text(" ".join(f"w{i % 50}" for i in range(100)))
+    src = TextFiles([text], tok, context_length=16)
+    batches = list(src.batches(4))
+    assert sum(b.n_tokens for b in batches) == 100 + 7  # 7 sequences, each with a BOS
+    assert all((b.tokens[:, 0] == 0).all() for b in batches)
+    fd = collect(
+        model,
+        saes[:1],
+        src,
+        samples_per_feature=4,
+        progress=False,
+        ignore_token_ids=[0],
+        reference=HOOK0,
+    )[HOOK0]
+    assert fd.metadata["n_tokens"] == 100
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"reference": "blocks.9.hook_resid_post"}, "does not exist"),
+        ({"tokens": []}, "empty"),
+        ({"tokens": np.zeros((3, 0), np.int64)}, "length 0"),
+        ({"tokens": [np.array([1, 2]), np.array([], np.int64)]}, "length 0"),
+        ({"samples_per_feature": 0}, "samples_per_feature"),
+        ({"mode": "best"}, "mode"),
+    ],
+)
+def test_clear_errors(assets, kwargs, match):
+    root, tokens = assets
+    model, saes = _load(root)
+    args = {"tokens": tokens, "samples_per_feature": 3, "progress": False, **kwargs}
+    tok = args.pop("tokens")
+    with pytest.raises((ValueError, TypeError), match=match):
+        collect(model, saes, tok, **args)
+
+
+def test_sae_width_mismatch_is_a_clear_error(assets):
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    root, tokens = assets
+    model, _ = _load(root)
+    bad = StandardSAE(StandardSAEConfig(d_in=8, d_sae=4, metadata=SAEMetadata(hook_name=HOOK0)))
+    with pytest.raises(
+        ValueError, match=r"expects d_in=8 but hook 'blocks.0.hook_resid_post' gives"
+    ):
+        collect(model, [bad], tokens, progress=False)
+
+
+def _arrays(fd: FeatureDistributions) -> dict[str, np.ndarray]:
+    out = {}
+    for i in range(fd.n_features):
+        pts, w = fd.cloud(i)
+        s, p = fd.provenance(i)
+        for name, arr in (
+            ("pts", pts),
+            ("w", w),
+            ("s", s),
+            ("p", p),
+            ("a", fd.activations(i)),
+            ("k", fd.keys(i)),
+        ):
+            out[f"{i}/{name}"] = np.array(arr)
+    out["counts"] = np.array(fd.firing_counts)
+    out["sums"] = np.array(fd.activation_sums)
+    return out
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from semot.collection import collect
+    from semot.models import load_model, load_sae
+
+    root, out, resume, delay = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
+    model = load_model(root + "/model", device="cpu")
+    saes = [load_sae(path=root + "/" + n, device="cpu")[0] for n in ("sae0", "sae1")]
+    tokens = np.load(root + "/tokens.npy")
+
+    class Slow:
+        def __iter__(self):
+            for row in tokens:
+                time.sleep(delay)
+                yield row
+
+    collect(model, saes, Slow(), samples_per_feature=5, batch_size=2, out=out,
+            checkpoint_every=24, resume=resume, progress=False)
+    """
+)
+
+
+def test_resume_after_sigkill_is_bit_identical(assets, tmp_path):
+    root, _ = assets
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(
+        [sys.executable, str(script), str(root), str(ref_dir), "0", "0"],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root), str(cut_dir), "0", "0.15"], env=env
+    )
+    pointer = cut_dir / "checkpoint" / "checkpoint.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if pointer.is_file() and json.loads(pointer.read_text())["generation"] >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut_dir / "run.json").exists(), "the run finished before it could be killed"
+    done = json.loads(pointer.read_text())["tokens_done"]
+    assert 0 < done < 24 * 12
+    with pytest.raises(ValueError, match="not a finished collection run"):
+        load_run(cut_dir)
+    subprocess.run(
+        [sys.executable, str(script), str(root), str(cut_dir), "1", "0"],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    ref, cut = load_run(ref_dir), load_run(cut_dir)
+    for key in ref:
+        a, b = _arrays(ref[key]), _arrays(cut[key])
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=f"{key} {name}")
+        assert ref[key].metadata == cut[key].metadata
+    assert not (cut_dir / "checkpoint").exists()
+
+
+def test_resume_refuses_a_different_configuration_and_a_corrupt_checkpoint(assets, tmp_path):
+    root, tokens = assets
+    model, saes = _load(root)
+
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0}
+    real = saes[0].encode
+
+    def failing(h):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise Stop
+        return real(h)
+
+    site = Site.from_sae(saes[0])
+    site.encode = failing
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        collect(
+            model,
+            [site],
+            tokens,
+            samples_per_feature=3,
+            batch_size=2,
+            out=out,
+            checkpoint_every=1,
+            progress=False,
+        )
+    assert (out / "checkpoint" / "checkpoint.json").is_file()
+    with pytest.raises(ValueError, match="seed: checkpoint has 0, this run has 1"):
+        collect(
+            model,
+            saes[:1],
+            tokens,
+            samples_per_feature=3,
+            batch_size=2,
+            out=out,
+            resume=True,
+            seed=1,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="not empty"):
+        collect(
+            model, saes[:1], tokens, samples_per_feature=3, batch_size=2, out=out, progress=False
+        )
+    state = next((out / "checkpoint").glob("state-*.safetensors"))
+    data = bytearray(state.read_bytes())
+    data[-3] ^= 0xFF
+    state.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        collect(
+            model,
+            saes[:1],
+            tokens,
+            samples_per_feature=3,
+            batch_size=2,
+            out=out,
+            resume=True,
+            progress=False,
+        )
+    (out / "checkpoint" / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CorruptFileError, match="unreadable checkpoint"):
+        collect(
+            model,
+            saes[:1],
+            tokens,
+            samples_per_feature=3,
+            batch_size=2,
+            out=out,
+            resume=True,
+            progress=False,
+        )
+
+
+def test_cli_collect_and_info(assets, tmp_path):
+    from semot.cli import main
+
+    root, _ = assets
+    out = tmp_path / "cli"
+    rc = main(
+        [
+            "collect",
+            "--model",
+            str(root / "model"),
+            "--sae-path",
+            str(root / "sae0"),
+            "--sae-path",
+            str(root / "sae1"),
+            "--tokens",
+            str(root / "tokens.npy"),
+            "--n-tokens",
+            "100",
+            "--samples-per-feature",
+            "4",
+            "--mode",
+            "top",
+            "--reference",
+            HOOK1,
+            "--reduce",
+            "6",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "3",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    run = load_run(out)
+    assert set(run) == {"sae0", "sae1"}
+    assert run["sae0"].metadata["n_tokens_read"] == 100
+    assert run["sae0"].dim == 6
+    r = subprocess.run(
+        [sys.executable, "-m", "semot.cli", "info", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "sae0" in r.stdout and "top" in r.stdout
+    rc = main(
+        [
+            "collect",
+            "--model",
+            str(root / "model"),
+            "--sae-path",
+            str(root / "sae0"),
+            "--tokens",
+            str(root / "tokens.npy"),
+            "--reference",
+            "blocks.7.hook_nope",
+            "--out",
+            str(tmp_path / "bad"),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 2
+
+
+def test_import_semot_does_not_import_torch():
+    code = (
+        "import sys, semot, semot.distributions, semot.sampling, semot.tokens, "
+        "semot.reference, semot.cli; "
+        "bad = [m for m in ('torch', 'transformer_lens', 'sae_lens', 'transformers') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
