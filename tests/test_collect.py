@@ -567,3 +567,59 @@ def test_import_semot_does_not_import_torch():
         check=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_completes(assets, tmp_path):
+    root, _ = assets
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "int"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root), str(out), "0", "0.15"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pointer = out / "checkpoint" / "checkpoint.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not pointer.is_file():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in stderr
+    assert "interrupted: checkpoint saved after" in stdout, stderr[-3000:]
+    saved = json.loads(pointer.read_text())
+    subprocess.run(
+        [sys.executable, str(script), str(root), str(out), "1", "0"],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    run = load_run(out)
+    assert run[HOOK0].metadata["n_tokens_read"] == 24 * 12
+    assert saved["tokens_done"] < 24 * 12
+
+
+def test_dataset_source_with_a_local_builder(tmp_path):
+    optional_import("datasets")
+    from semot.tokens import DatasetTokens
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("\n".join(json.dumps({"ids": list(range(i, i + 5))}) for i in range(7)))
+    src = DatasetTokens(
+        "json",
+        None,
+        context_length=8,
+        column="ids",
+        dataset_kwargs={"data_files": str(data)},
+    )
+    batches = list(src.batches(2))
+    flat = np.concatenate([b.tokens.reshape(-1) for b in batches])
+    np.testing.assert_array_equal(flat, np.concatenate([np.arange(i, i + 5) for i in range(7)]))
+    assert [b.first_seq for b in batches] == [0, 2, 4]
+    with pytest.raises(ValueError, match="column 'text' not found"):
+        list(DatasetTokens("json", None, 8, dataset_kwargs={"data_files": str(data)}).batches(2))

@@ -21,6 +21,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -445,7 +447,7 @@ def collect(
     stream: Iterator[TokenBatch] = limit_tokens(source.batches(batch_size), n_tokens)
     updating = False
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _DeferredInterrupt() as guard:
             for i_batch, batch in enumerate(stream):
                 if i_batch < batches_done:
                     continue
@@ -502,6 +504,8 @@ def collect(
                 if checkpoint_every is not None and tokens_done - last_ckpt >= checkpoint_every:
                     save_checkpoint()
                     last_ckpt = tokens_done
+                if guard.pending:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         if ckpt is not None and not updating and batches_done > 0:
             save_checkpoint()
@@ -556,6 +560,34 @@ def collect(
         if ckpt is not None:
             ckpt.remove()
     return results
+
+
+class _DeferredInterrupt:
+    """Turn the first Ctrl-C into a flag checked between batches; a second one interrupts.
+
+    A batch then never stops half-way through the samplers' update, so the checkpoint written
+    on interruption is always consistent. Only in the main thread (elsewhere, a no-op).
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            signal.signal(signal.SIGINT, self._old)
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def _progress(enabled: bool, total: int | None, initial: int) -> Any:
