@@ -12,6 +12,7 @@ from semot._core import __version__
 from semot.clouds import PointClouds
 from semot.distributions import CorruptFileError, FeatureDistributions
 from semot.linkage import MergeTree, connected_components, merge_by_threshold, single_linkage
+from semot.matching import chain, match
 from semot.sampling import FeatureSampler
 from semot.sinkhorn import (
     ConvergenceWarning,
@@ -40,8 +41,10 @@ __all__ = [
     "PointClouds",
     "SinkhornInfo",
     "__version__",
+    "chain",
     "collect",
     "connected_components",
+    "match",
     "merge_by_threshold",
     "random_projections",
     "single_linkage",
