@@ -344,9 +344,12 @@ def _arrays(fd: FeatureDistributions) -> dict[str, np.ndarray]:
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import numpy as np
     from semot.collection import collect
+
+    # As in a terminal, even when the test runner was started as a background job.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from semot.models import load_model, load_sae
 
     root, out, resume, delay = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])

@@ -64,12 +64,18 @@ def test_concurrent_calls_from_threads_agree():
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_interrupts_a_long_call():
     clouds = big_problem(1500, n=32)
-    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
-    start = time.perf_counter()
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        semot.sliced_wasserstein_pdist(clouds, n_projections=64, seed=0, n_threads=2)
-    assert time.perf_counter() - start < 20
+    # A process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored, and Python then installs no KeyboardInterrupt handler: install it here.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        start = time.perf_counter()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            semot.sliced_wasserstein_pdist(clouds, n_projections=64, seed=0, n_threads=2)
+        assert time.perf_counter() - start < 20
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

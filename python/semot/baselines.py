@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from semot.matching import Assignment, centroids, feature_set, matches_from_distances
+from semot.matching import Assignment, Threshold, centroids, feature_set, matches_from_distances
 
 
 def _np(x: Any, name: str, ndim: int) -> npt.NDArray[np.float64]:
@@ -46,7 +46,7 @@ def decoder_cosine_match(
     *,
     k: int = 5,
     assignment: Assignment = "nearest",
-    threshold: float | None = None,
+    threshold: Threshold = None,
     margin: float | None = None,
 ) -> Any:
     """Match by cosine similarity of decoder rows; distance ``1 - cos(W_dec_s[i], W_dec_t[j])``.
@@ -145,7 +145,7 @@ def activation_correlation_match(
     *,
     k: int = 5,
     assignment: Assignment = "nearest",
-    threshold: float | None = None,
+    threshold: Threshold = None,
     margin: float | None = None,
 ) -> Any:
     """Match by Pearson correlation of activations on the same tokens; distance ``1 - r``.
@@ -181,7 +181,7 @@ def centroid_match(
     *,
     k: int = 5,
     assignment: Assignment = "nearest",
-    threshold: float | None = None,
+    threshold: Threshold = None,
     margin: float | None = None,
 ) -> Any:
     """Match by the Euclidean distance between activation-weighted centroids.

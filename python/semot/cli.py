@@ -1,4 +1,4 @@
-"""Command-line interface: ``semot demo``, ``semot collect``, ``semot info``, ``semot version``."""
+"""Command-line interface: ``semot demo``, ``collect``, ``info``, ``match``, ``bench-match``."""
 
 from __future__ import annotations
 
@@ -16,16 +16,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"semot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the method on planted features (offline, ~seconds)")
-    demo.add_argument("--groups", type=int, default=12, help="number of planted groups")
-    demo.add_argument("--per-group", type=int, default=8, help="features per group")
-    demo.add_argument("--samples", type=int, default=64, help="samples per feature")
-    demo.add_argument("--dim", type=int, default=32, help="dimension of the hidden states")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole method on a planted model, offline (about a minute)",
+        description=(
+            "Plant a 4-layer model with known feature correspondences, collect feature "
+            "distributions, match layers with semot and four baselines, print the accuracy "
+            "table and write a report folder with plots and JSON."
+        ),
+    )
+    demo.add_argument("--out", default="semot-demo", help="report directory")
+    demo.add_argument("--n-tokens", type=int, default=100_000, help="tokens per stream")
+    demo.add_argument("--samples-per-feature", type=int, default=128)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-plots", action="store_true", help="tables and JSON only")
     sub.add_parser("version", help="print the version")
-    from semot.cli_collect import add_parsers
+    from semot import cli_collect, cli_match
 
-    add_parsers(sub)
+    cli_collect.add_parsers(sub)
+    cli_match.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return _dispatch(args, parser)
@@ -42,11 +51,25 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "demo":
         from semot.demo import run
 
-        for name in ("groups", "per_group", "samples", "dim"):
+        for name in ("n_tokens", "samples_per_feature"):
             if getattr(args, name) < 1:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1")
-        run(args.groups, args.per_group, args.samples, args.dim, args.seed)
+        run(
+            args.out,
+            n_tokens=args.n_tokens,
+            samples_per_feature=args.samples_per_feature,
+            seed=args.seed,
+            plots=not args.no_plots,
+        )
         return 0
+    if args.command == "match":
+        from semot.cli_match import run_match
+
+        return run_match(args)
+    if args.command == "bench-match":
+        from semot.cli_match import run_bench_match
+
+        return run_bench_match(args)
     if args.command == "collect":
         from semot.cli_collect import run_collect
 

@@ -580,7 +580,11 @@ class _DeferredInterrupt:
         self.pending = True
 
     def __enter__(self) -> _DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        # Only in the main thread, and not where SIGINT is ignored (a background job).
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
             self._old = signal.signal(signal.SIGINT, self._handler)
         return self
 

@@ -31,6 +31,7 @@ from semot.sliced import (
 Metric = Literal["sliced", "sinkhorn"]
 Assignment = Literal["nearest", "one-to-one"]
 Candidates = Literal["quantile-knn", "decoder-cosine", "centroid"]
+Threshold = float | Literal["auto"] | None
 
 COLUMNS = ["source", "target", "rank", "distance", "matched"]
 _BLOCK = 1024
@@ -161,7 +162,7 @@ def match(
     metric: Metric = "sliced",
     k: int = 5,
     assignment: Assignment = "nearest",
-    threshold: float | None = None,
+    threshold: Threshold = None,
     margin: float | None = None,
     candidates: Candidates | None = None,
     n_candidates: int = 32,
@@ -192,8 +193,11 @@ def match(
         target). ``"one-to-one"``: a minimum-total-distance matching where each target is used
         at most once (scipy ``linear_sum_assignment`` on the full matrix up to 4096 features,
         else a sparse bipartite matching on the candidate graph); one row per source.
-    threshold : float, optional
-        "No match" when the best distance exceeds it.
+    threshold : float or "auto", optional
+        "No match" when the best distance exceeds it. ``"auto"``: the midpoint between the
+        median best and the median second-best distance over all sources (most sources have
+        one right target, so a best distance that looks like a typical second best is a
+        non-match); see :func:`auto_threshold`.
     margin : float, optional
         "No match" unless the best distance is at most ``(1 - margin)`` times the second best
         (ambiguous matches are rejected); only for ``"nearest"``.
@@ -324,7 +328,7 @@ def matches_from_distances(
     *,
     k: int = 5,
     assignment: Assignment = "nearest",
-    threshold: float | None = None,
+    threshold: Threshold = None,
     margin: float | None = None,
 ) -> Any:
     """Build the match frame of :func:`match` from a dense ``(n_source, n_target)`` matrix.
@@ -367,7 +371,7 @@ def matches_from_pairs(
     *,
     k: int,
     assignment: str,
-    threshold: float | None,
+    threshold: Threshold,
     margin: float | None,
 ) -> Any:
     """Build the match frame from distances of (source index, target index) pairs."""
@@ -375,7 +379,10 @@ def matches_from_pairs(
 
     _check_choice(assignment, "assignment", ("nearest", "one-to-one"))
     k = _check_positive_int(k, "k")
-    if threshold is not None and not np.isfinite(threshold):
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise ValueError(f"threshold: expected a number or 'auto', got {threshold!r}")
+    elif threshold is not None and not np.isfinite(threshold):
         raise ValueError(f"threshold: expected a finite number, got {threshold!r}")
     if margin is not None and not 0.0 <= margin < 1.0:
         raise ValueError(f"margin: expected a number in [0, 1), got {margin!r}")
@@ -385,6 +392,8 @@ def matches_from_pairs(
     # Sort pairs by (source, distance, target) once: the per-source rankings fall out of it.
     order = np.lexsort((pairs[:, 1], dist, pairs[:, 0]))
     p, d = pairs[order], dist[order]
+    if threshold == "auto":
+        threshold = auto_threshold(p, d)
     if assignment == "nearest":
         first = np.ones(len(p), bool)
         first[1:] = p[1:, 0] != p[:-1, 0]
@@ -426,6 +435,23 @@ def matches_from_pairs(
         },
         columns=COLUMNS,
     )
+
+
+def auto_threshold(pairs: npt.NDArray[np.int64], dist: npt.NDArray[np.float64]) -> float:
+    """Midpoint of the median best and median second-best distance per source.
+
+    ``pairs`` must be sorted by (source, distance). Sources with a single candidate count only
+    towards the best distances; with no second-best distance at all, no source is rejected.
+    """
+    first = np.ones(len(pairs), bool)
+    first[1:] = pairs[1:, 0] != pairs[:-1, 0]
+    starts = np.flatnonzero(first)
+    best = dist[starts]
+    has2 = np.append(starts[1:], len(pairs)) - starts > 1
+    if not has2.any():
+        return float("inf")
+    second = dist[starts[has2] + 1]
+    return 0.5 * (float(np.median(best)) + float(np.median(second)))
 
 
 def _assign(
