@@ -16,6 +16,8 @@ from semot.baselines import (
 )
 from semot.matching import chain, match, matches_from_distances
 
+from conftest import optional_import
+
 pd = pytest.importorskip("pandas")
 
 
@@ -269,3 +271,45 @@ def test_chain_composes_matches():
     assert c.target.isna().tolist() == [False, False, True]
     np.testing.assert_allclose(c.distance[:2], [1.5, 2.25])
     assert c.via[0] == [0, 5, 9] and c.steps.tolist() == [2, 2, 0]
+
+
+def test_topk_rows_brute_force_with_ties():
+    from semot.matching import _topk_rows
+
+    rng = np.random.default_rng(5)
+    d = rng.integers(0, 4, size=(50, 30)).astype(np.float64)  # many ties
+    for k in (1, 3, 7, 30):
+        idx, val = _topk_rows(d, k)
+        for r in range(50):
+            want = sorted(range(30), key=lambda c: (d[r, c], c))[:k]
+            assert idx[r].tolist() == want
+            np.testing.assert_array_equal(val[r], d[r, want])
+
+
+def test_knn_float32_and_faiss_agree_with_brute_force():
+    from semot.matching import knn_euclidean
+
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(40, 16)).astype(np.float32)
+    b = rng.normal(size=(300, 16)).astype(np.float32)
+    brute = np.linalg.norm(a[:, None, :].astype(np.float64) - b[None].astype(np.float64), axis=-1)
+    want = np.argsort(brute, axis=1, kind="stable")[:, :5]
+    idx, dist = knn_euclidean(a, b, 5, block=7)
+    np.testing.assert_array_equal(idx, want)
+    np.testing.assert_allclose(dist, np.take_along_axis(brute, want, 1), rtol=1e-4)
+    optional_import("faiss")
+    fi, fd = knn_euclidean(a, b, 5, backend="faiss")
+    np.testing.assert_array_equal(fi, want)
+    np.testing.assert_allclose(fd, np.take_along_axis(brute, want, 1), rtol=1e-4)
+    with pytest.raises(ValueError, match="knn_backend"):
+        knn_euclidean(a, b, 5, backend="annoy")  # type: ignore[arg-type]
+
+
+def test_sparse_one_to_one_reports_the_chosen_distances(pair):
+    a, b = pair
+    m = match(a, b, assignment="one-to-one", candidates="quantile-knn", n_candidates=3)
+    full = match(a, b, k=len(b))
+    for _, row in m.dropna(subset=["target"]).iterrows():
+        ref = full[(full.source == row.source) & (full.target == row.target)].distance.iloc[0]
+        assert row.distance == ref
+    assert m["target"].dropna().is_unique

@@ -32,6 +32,7 @@ Metric = Literal["sliced", "sinkhorn"]
 Assignment = Literal["nearest", "one-to-one"]
 Candidates = Literal["quantile-knn", "decoder-cosine", "centroid"]
 Threshold = float | Literal["auto"] | None
+KnnBackend = Literal["numpy", "faiss"]
 
 COLUMNS = ["source", "target", "rank", "distance", "matched"]
 _BLOCK = 1024
@@ -79,38 +80,72 @@ def centroids(clouds: PointClouds) -> npt.NDArray[np.float64]:
 
 
 def knn_euclidean(
-    a: npt.NDArray[Any], b: npt.NDArray[Any], k: int, block: int = _BLOCK
+    a: npt.NDArray[Any],
+    b: npt.NDArray[Any],
+    k: int,
+    block: int = _BLOCK,
+    backend: KnnBackend = "numpy",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Exact k nearest rows of ``b`` for every row of ``a`` (Euclidean), in row blocks.
 
     Returns indices ``(len(a), k)`` and distances, nearest first; ties go to the lower index.
-    Memory: one ``block x len(b)`` matrix at a time.
+    Memory: one ``block x len(b)`` matrix at a time. float32 inputs are searched in float32
+    (the squared distances lose digits for near-identical rows; callers that need exact
+    values recompute them, as :func:`match` does). ``backend="faiss"`` uses faiss-cpu's exact
+    ``IndexFlatL2`` (same neighbours up to ties and float rounding).
     """
     k = min(k, b.shape[0])
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    bn = (b64 * b64).sum(1)
-    idx = np.empty((a64.shape[0], k), np.int64)
-    dist = np.empty((a64.shape[0], k))
-    for s in range(0, a64.shape[0], block):
-        blk = a64[s : s + block]
-        d2 = (blk * blk).sum(1)[:, None] + bn[None, :] - 2.0 * blk @ b64.T
+    dtype = np.float32 if a.dtype == np.float32 and b.dtype == np.float32 else np.float64
+    a_, b_ = np.ascontiguousarray(a, dtype), np.ascontiguousarray(b, dtype)
+    if backend == "faiss":
+        return _knn_faiss(a_, b_, k)
+    if backend != "numpy":
+        raise ValueError(f"knn_backend: expected 'numpy' or 'faiss', got {backend!r}")
+    bn = (b_.astype(np.float64) ** 2).sum(1)
+    idx = np.empty((a_.shape[0], k), np.int64)
+    dist = np.empty((a_.shape[0], k))
+    for s in range(0, a_.shape[0], block):
+        blk = a_[s : s + block]
+        cross = (blk @ b_.T).astype(np.float64)
+        d2 = (blk.astype(np.float64) ** 2).sum(1)[:, None] + bn[None, :] - 2.0 * cross
         np.maximum(d2, 0.0, out=d2)
         i, d = _topk_rows(d2, k)
         idx[s : s + block], dist[s : s + block] = i, np.sqrt(d)
     return idx, dist
 
 
+def _knn_faiss(
+    a: npt.NDArray[Any], b: npt.NDArray[Any], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("knn_backend='faiss' needs faiss-cpu: pip install faiss-cpu") from None
+    index = faiss.IndexFlatL2(b.shape[1])
+    index.add(np.ascontiguousarray(b, np.float32))
+    d2, idx = index.search(np.ascontiguousarray(a, np.float32), k)
+    return idx.astype(np.int64), np.sqrt(np.maximum(d2.astype(np.float64), 0.0))
+
+
 def _topk_rows(
     d: npt.NDArray[np.float64], k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Return the k smallest entries of each row, sorted (stable: ties to the lower column)."""
-    if k < d.shape[1]:
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        # argpartition may pick any of several tied k-th values: recover a stable choice.
-        kth = np.take_along_axis(d, part, 1).max(1)
-        cand = np.argsort(np.where(d <= kth[:, None], d, np.inf), axis=1, kind="stable")[:, :k]
-    else:
+    n_rows, n_cols = d.shape
+    if k >= n_cols:
         cand = np.argsort(d, axis=1, kind="stable")
+        return cand.astype(np.int64), np.take_along_axis(d, cand, 1)
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(d, part, 1)
+    # Sort the k picked entries by (value, column): the stable order of the full row...
+    order = np.lexsort((part, vals), axis=1)
+    cand = np.take_along_axis(part, order, 1)
+    # ...unless a tie straddles the k-th value: argpartition may have picked any of the tied
+    # columns; redo those rows with a full stable sort.
+    kth = vals.max(1)
+    tied = (d <= kth[:, None]).sum(1) > k
+    for r in np.flatnonzero(tied):
+        cand[r] = np.argsort(d[r], kind="stable")[:k]
     return cand.astype(np.int64), np.take_along_axis(d, cand, 1)
 
 
@@ -173,6 +208,7 @@ def match(
     reg: float | None = None,
     seed: int = 0,
     n_threads: int | None = None,
+    knn_backend: KnnBackend = "numpy",
 ) -> Any:
     r"""Match each source feature to target features by a distance between distributions.
 
@@ -211,6 +247,9 @@ def match(
         Candidates per source.
     n_threads : int, optional
         Threads for the distance kernels.
+    knn_backend : {"numpy", "faiss"}
+        Nearest-neighbour search of the quantile-knn and centroid candidates: blocked exact
+        search with numpy (default), or faiss-cpu's exact flat index when it is installed.
 
     Returns
     -------
@@ -223,6 +262,7 @@ def match(
     _check_choice(metric, "metric", ("sliced", "sinkhorn"))
     _check_choice(assignment, "assignment", ("nearest", "one-to-one"))
     _check_choice(candidates, "candidates", (None, "quantile-knn", "decoder-cosine", "centroid"))
+    _check_choice(knn_backend, "knn_backend", ("numpy", "faiss"))
     k = _check_positive_int(k, "k")
     n_candidates = _check_positive_int(n_candidates, "n_candidates")
     src, tgt = feature_set(source, "source"), feature_set(target, "target")
@@ -283,6 +323,7 @@ def _candidate_pairs(
     n_projections: int,
     n_quantiles: int,
     seed: int,
+    knn_backend: KnnBackend = "numpy",
 ) -> npt.NDArray[np.int64]:
     ns, nt = len(src.ids), len(tgt.ids)
     if candidates is None:
@@ -292,9 +333,11 @@ def _candidate_pairs(
         proj = random_projections(src.clouds.dim, n_projections, seed)
         es = sliced_quantile_embedding(src.clouds, projections=proj, n_quantiles=n_quantiles)
         et = sliced_quantile_embedding(tgt.clouds, projections=proj, n_quantiles=n_quantiles)
-        idx, _ = knn_euclidean(es, et, n_candidates)
+        idx, _ = knn_euclidean(es, et, n_candidates, backend=knn_backend)
     elif candidates == "centroid":
-        idx, _ = knn_euclidean(centroids(src.clouds), centroids(tgt.clouds), n_candidates)
+        idx, _ = knn_euclidean(
+            centroids(src.clouds), centroids(tgt.clouds), n_candidates, backend=knn_backend
+        )
     else:
         if source_decoder is None or target_decoder is None:
             raise ValueError(
@@ -485,8 +528,11 @@ def _assign(
     col[row] = col_of_row
     real = (col >= 0) & (col < nt)
     out_t[real] = col[real]
-    lookup = {(int(a), int(b)): float(x) for (a, b), x in zip(p, d, strict=True)}
-    out_d[real] = [lookup[(int(i), int(col[i]))] for i in np.flatnonzero(real)]
+    # Read the chosen edges' distances back from a matrix with the same sparsity (candidate
+    # pairs are unique per source).
+    dmat = csr_matrix((d, (p[:, 0], p[:, 1])), shape=(ns, nt))
+    chosen = np.flatnonzero(real)
+    out_d[chosen] = np.asarray(dmat[chosen, col[chosen]]).ravel()
     return np.arange(ns), out_t, out_d
 
 
