@@ -1,4 +1,4 @@
-"""Command-line interface: ``semot demo``, ``collect``, ``info``, ``match``, ``bench-match``."""
+"""Command line: ``semot demo``, ``collect``, ``info``, ``match``, ``bench-match``, ``compress``."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-plots", action="store_true", help="tables and JSON only")
     sub.add_parser("version", help="print the version")
-    from semot import cli_collect, cli_match
+    from semot import cli_circuits, cli_collect, cli_match
 
     cli_collect.add_parsers(sub)
     cli_match.add_parsers(sub)
+    cli_circuits.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return _dispatch(args, parser)
@@ -66,6 +67,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli_match import run_match
 
         return run_match(args)
+    if args.command == "compress":
+        from semot.cli_circuits import run_compress
+
+        return run_compress(args)
     if args.command == "bench-match":
         from semot.cli_match import run_bench_match
 

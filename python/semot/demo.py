@@ -7,9 +7,14 @@
    on two disjoint token streams.
 3. Matching of layer 0 to every later layer with semot and the four baselines, scored against
    the planted truth; a printed table.
-4. A report folder: ``accuracy.png`` (top-1 accuracy against layer distance per method),
+4. Circuit compression: a synthetic attribution graph of one prompt through the planted
+   model, its feature nodes grouped into supernodes by semantic distance and, as a baseline,
+   by attribution profiles; agreement with the planted groups.
+5. A report folder: ``accuracy.png`` (top-1 accuracy against layer distance per method),
    ``heatmap.png`` (semot distances, true targets on the diagonal), ``examples.png`` (contexts
-   of a few matches), ``results.csv`` and ``results.json``.
+   of a few matches), ``graph.png`` / ``graph.html`` (the graph before and after compression),
+   ``supernodes.json`` (the graph with ``qParams.supernodes`` for Neuronpedia's viewer),
+   ``compressed.json``, ``results.csv`` and ``results.json``.
 """
 
 from __future__ import annotations
@@ -89,9 +94,20 @@ def run(
     say("  fade with layer distance; semot compares where features fire, which does not drift.")
     say("  The centroid (first moment of the same clouds) is as good here: most planted")
     say("  concepts differ by a mean shift. Activation correlation needs shared tokens.")
+    say("")
+    circuit = _compress_planted_graph(model, col, seed)
+    say(
+        f"circuit compression: synthetic attribution graph, {circuit['n_nodes']} nodes "
+        f"({circuit['n_features']} features in {circuit['n_planted']} planted groups)"
+    )
+    for name, r in circuit["methods"].items():
+        say(
+            f"  {name:<26} {r['n_groups']:4d} groups  ARI vs planted {r['ari']:.3f}  "
+            f"pair precision {r['precision']:.2f} recall {r['recall']:.2f}"
+        )
     files: list[Path] = []
     if out is not None:
-        files = _write_report(Path(out), model, col, results, plots)
+        files = _write_report(Path(out), model, col, results, plots, circuit)
         say("")
         say(f"report: {Path(out).resolve()}/ ({', '.join(f.name for f in files)})")
     secs = time.perf_counter() - t0
@@ -114,7 +130,42 @@ def _format_table(table: Any) -> str:
     return "\n".join(lines)
 
 
-def _write_report(out: Path, model: Any, col: Any, results: Any, plots: bool) -> list[Path]:
+def _compress_planted_graph(model: Any, col: Any, seed: int) -> dict[str, Any]:
+    """Supernodes of a synthetic graph: semantic (semot) and graph-profile (baseline)."""
+    from semot.circuits import compress
+    from semot.graphs import AttributionGraph, agreement
+    from semot.synthetic_graph import planted_graph
+
+    data, truth = planted_graph(model, seed=seed)
+    graph = AttributionGraph.from_dict(data)
+    feats = np.array([i for i, k in enumerate(graph.kinds) if k == "feature"])
+    ratio = (int(truth.max()) + 1) / graph.n_nodes
+    methods: dict[str, Any] = {}
+    results = {}
+    for name, dist in (("semot (sliced W2)", col.same), ("graph profiles (baseline)", None)):
+        res = compress(graph, dist, target_ratio=ratio)
+        agree = agreement(res.labels, truth, nodes=feats)
+        methods[name] = {
+            "n_groups": int(res.labels.max()) + 1,
+            "ari": agree["ari"],
+            "precision": agree["precision"],
+            "recall": agree["recall"],
+            "report": res.report,
+        }
+        results[name] = res
+    return {
+        "graph": graph,
+        "semot": results["semot (sliced W2)"],
+        "n_nodes": graph.n_nodes,
+        "n_features": len(feats),
+        "n_planted": len(np.unique(truth[feats])),
+        "methods": methods,
+    }
+
+
+def _write_report(
+    out: Path, model: Any, col: Any, results: Any, plots: bool, circuit: dict[str, Any]
+) -> list[Path]:
     from semot.report import plot_accuracy_vs_distance, plot_examples, plot_heatmap, write_json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -129,12 +180,26 @@ def _write_report(out: Path, model: Any, col: Any, results: Any, plots: bool) ->
                 "model": model.summary(),
                 "collection_seconds": col.seconds,
                 "results": results.to_dict(orient="records"),
+                "circuit_compression": {
+                    k: v for k, v in circuit.items() if k not in ("graph", "semot")
+                },
             },
             out / "results.json",
         )
     )
+    res = circuit["semot"]
+    res.graph.save(out / "supernodes.json")
+    res.compressed.save(out / "compressed.json")
+    files += [out / "supernodes.json", out / "compressed.json"]
     if not plots:
         return files
+    from semot.cli_circuits import display_names, picture
+    from semot.graph_view import plot_compression, write_html
+
+    pic = picture(circuit["graph"], "planted graph: semot supernodes")
+    names = display_names(res.labels, res.names)
+    files.append(plot_compression(pic, res.labels, names, out / "graph.png"))
+    files.append(write_html(pic, res.labels, names, out / "graph.html"))
     files.append(plot_accuracy_vs_distance(results, out / "accuracy.png"))
     # Heatmap: 40 sources with exactly one true target, targets in the same order.
     truth = model.truth(0, far)

@@ -131,7 +131,7 @@ def _topk_rows(
     d: npt.NDArray[np.float64], k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Return the k smallest entries of each row, sorted (stable: ties to the lower column)."""
-    n_rows, n_cols = d.shape
+    n_cols = d.shape[1]
     if k >= n_cols:
         cand = np.argsort(d, axis=1, kind="stable")
         return cand.astype(np.int64), np.take_along_axis(d, cand, 1)
