@@ -34,7 +34,7 @@ from semot._safetensors import read_safetensors, write_safetensors
 from semot.distributions import CorruptFileError, FeatureDistributions
 from semot.models import Site, require_torch, runner_for
 from semot.reference import Moments, ReferenceMap, ReferenceSpec, fit_reference
-from semot.sampling import MODES, FeatureSampler, Mode
+from semot.sampling import MODES, FeatureSampler, Mode, to_distributions
 from semot.tokens import TokenBatch, TokenSource, as_token_source, limit_tokens
 
 CHECKPOINT_DIR = "checkpoint"
@@ -535,20 +535,7 @@ def collect(
             "tokens": source.describe(),
             "ignore_token_ids": ignore,
         }
-        fd = FeatureDistributions.from_arrays(
-            points=r.points,
-            weights=r.weights,
-            activations=r.activations,
-            keys=r.keys,
-            seq=r.seq,
-            pos=r.pos,
-            offsets=r.offsets,
-            feature_ids=s.feature_ids,
-            firing_counts=r.firing_counts,
-            activation_sums=r.activation_sums,
-            metadata=meta,
-            reference_arrays=dict(refmap.arrays),
-        )
+        fd = to_distributions(r, s.feature_ids, meta, dict(refmap.arrays))
         if root is not None:
             fd.save(root / _safe_name(s.name), overwrite=True)
         results[_safe_name(s.name)] = fd

@@ -241,6 +241,31 @@ class SampleArrays:
     activation_sums: npt.NDArray[np.float64]
 
 
+def to_distributions(
+    samples: SampleArrays,
+    feature_ids: Any,
+    metadata: dict[str, Any],
+    reference_arrays: dict[str, Any] | None = None,
+) -> Any:
+    """Wrap a sampler's result as a :class:`semot.FeatureDistributions` (validated)."""
+    from semot.distributions import FeatureDistributions
+
+    return FeatureDistributions.from_arrays(
+        points=samples.points,
+        weights=samples.weights,
+        activations=samples.activations,
+        keys=samples.keys,
+        seq=samples.seq,
+        pos=samples.pos,
+        offsets=samples.offsets,
+        feature_ids=feature_ids,
+        firing_counts=samples.firing_counts,
+        activation_sums=samples.activation_sums,
+        metadata=metadata,
+        reference_arrays=reference_arrays,
+    )
+
+
 class FeatureSampler:
     r"""Streaming sample of ``n`` firing positions per feature, with their support points.
 

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semot.distributions import FeatureDistributions
-from semot.sampling import FeatureSampler
+from semot.sampling import FeatureSampler, to_distributions
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -502,19 +502,10 @@ def collect_planted(
         n_streamed += len(batch.seq)
     out = {}
     for x in layers:
-        r = samplers[x].result()
-        out[x] = FeatureDistributions.from_arrays(
-            points=r.points,
-            weights=r.weights,
-            activations=r.activations,
-            keys=r.keys,
-            seq=r.seq,
-            pos=r.pos,
-            offsets=r.offsets,
-            feature_ids=np.arange(model.n_features(x)),
-            firing_counts=r.firing_counts,
-            activation_sums=r.activation_sums,
-            metadata={
+        out[x] = to_distributions(
+            samplers[x].result(),
+            np.arange(model.n_features(x)),
+            {
                 "model": "semot.synthetic",
                 "hook": f"layer{x}",
                 "reference": f"layer{ref}",
