@@ -98,12 +98,13 @@ def run(
     circuit = _compress_planted_graph(model, col, seed)
     say(
         f"circuit compression: synthetic attribution graph, {circuit['n_nodes']} nodes "
-        f"({circuit['n_features']} features in {circuit['n_planted']} planted groups)"
+        f"({circuit['n_features']} features in {circuit['n_planted']} planted groups); "
+        f"cut at {circuit['n_groups']} groups in all (error, embedding, logit nodes stay alone)"
     )
     for name, r in circuit["methods"].items():
         say(
-            f"  {name:<26} {r['n_groups']:4d} groups  ARI vs planted {r['ari']:.3f}  "
-            f"pair precision {r['precision']:.2f} recall {r['recall']:.2f}"
+            f"  {name:<26} ARI vs planted {r['ari']:.3f}, "
+            f"pair precision {r['precision']:.2f}, recall {r['recall']:.2f} (feature nodes)"
         )
     files: list[Path] = []
     if out is not None:
@@ -159,6 +160,7 @@ def _compress_planted_graph(model: Any, col: Any, seed: int) -> dict[str, Any]:
         "n_nodes": graph.n_nodes,
         "n_features": len(feats),
         "n_planted": len(np.unique(truth[feats])),
+        "n_groups": int(truth.max()) + 1,
         "methods": methods,
     }
 
