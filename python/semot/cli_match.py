@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +102,21 @@ def run_match(args: argparse.Namespace) -> int:
     runs = _load(args.run)
     source = _site(runs, args.source, "--from")
     target = _site(runs, args.target, "--to")
+    run: Callable[..., Any] = match
     kwargs: dict[str, Any] = {}
     if args.scheduler:
         from semot import distributed
 
         # Finished blocks are kept next to the output until it is written: rerun to resume.
-        match = distributed.match
+        run = distributed.match
         kwargs = {"client": args.scheduler, "checkpoint": out.with_name(out.name + ".blocks")}
-    frame = match(
+    frame = run(
         source,
         target,
         metric=args.metric,
         k=args.k,
         assignment=args.assignment,
-        threshold=threshold,  # type: ignore[arg-type]
+        threshold=threshold,
         margin=args.margin,
         candidates=None if args.candidates == "none" else args.candidates,
         n_candidates=args.n_candidates,
