@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-plots", action="store_true", help="tables and JSON only")
     sub.add_parser("version", help="print the version")
-    from semot import cli_circuits, cli_collect, cli_match
+    from semot import cli_circuits, cli_collect, cli_distributed, cli_match
 
     cli_collect.add_parsers(sub)
     cli_match.add_parsers(sub)
     cli_circuits.add_parser(sub)
+    cli_distributed.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return _dispatch(args, parser)
@@ -75,6 +76,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli_match import run_bench_match
 
         return run_bench_match(args)
+    if args.command == "cdist":
+        from semot.cli_distributed import run_cdist
+
+        return run_cdist(args)
     if args.command == "collect":
         from semot.cli_collect import run_collect
 

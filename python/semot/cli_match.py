@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--reg", type=float, help="Sinkhorn regularisation (default: 5%% of median)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, help="threads (default: all cores)")
+    m.add_argument(
+        "--scheduler", help="run on this Dask cluster (tcp://host:8786; needs semot[distributed])"
+    )
     m.add_argument("--out", required=True, help="output table: .csv or .parquet")
 
     b = sub.add_parser(
@@ -98,13 +102,21 @@ def run_match(args: argparse.Namespace) -> int:
     runs = _load(args.run)
     source = _site(runs, args.source, "--from")
     target = _site(runs, args.target, "--to")
-    frame = match(
+    run: Callable[..., Any] = match
+    kwargs: dict[str, Any] = {}
+    if args.scheduler:
+        from semot import distributed
+
+        # Finished blocks are kept next to the output until it is written: rerun to resume.
+        run = distributed.match
+        kwargs = {"client": args.scheduler, "checkpoint": out.with_name(out.name + ".blocks")}
+    frame = run(
         source,
         target,
         metric=args.metric,
         k=args.k,
         assignment=args.assignment,
-        threshold=threshold,  # type: ignore[arg-type]
+        threshold=threshold,
         margin=args.margin,
         candidates=None if args.candidates == "none" else args.candidates,
         n_candidates=args.n_candidates,
@@ -112,12 +124,17 @@ def run_match(args: argparse.Namespace) -> int:
         reg=args.reg,
         seed=args.seed,
         n_threads=args.threads,
+        **kwargs,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         frame.to_csv(out, index=False)
     else:
         frame.to_parquet(out, index=False)
+    if "checkpoint" in kwargs:
+        import shutil
+
+        shutil.rmtree(kwargs["checkpoint"], ignore_errors=True)
     best = frame[frame["rank"] == 1]
     print(
         f"{len(best)} source features, {int(best['matched'].sum())} matched; "
