@@ -1332,7 +1332,7 @@ def match(
     pandas.DataFrame
         Columns ``source``, ``target``, ``rank``, ``distance``, ``matched``.
     """
-    from semot.matching import default_reg, feature_set, matches_from_pairs
+    from semot.matching import default_reg, feature_sets, matches_from_pairs
 
     for value, name, allowed in (
         (metric, "metric", ("sliced", "sinkhorn")),
@@ -1344,20 +1344,7 @@ def match(
     k = check_positive_int(k, "k")
     n_candidates = check_positive_int(n_candidates, "n_candidates")
     threads = check_n_threads(n_threads) or 1
-    src, tgt = feature_set(source, "source"), feature_set(target, "target")
-    if src.clouds.dim != tgt.clouds.dim:
-        raise ValueError(
-            f"source and target live in different spaces (dim {src.clouds.dim} vs "
-            f"{tgt.clouds.dim}); collect them with one reference map"
-        )
-    for side, fs in (("source", src), ("target", tgt)):
-        if fs.n_excluded:
-            warnings.warn(
-                f"{side}: {fs.n_excluded} of {fs.n_excluded + len(fs.ids)} features never "
-                "fired and are not matched",
-                UserWarning,
-                stacklevel=2,
-            )
+    src, tgt = feature_sets(source, target)
     ns, nt = len(src.ids), len(tgt.ids)
     proj = random_projections(src.clouds.dim, n_projections, seed)
     if metric == "sliced":

@@ -69,6 +69,28 @@ def feature_set(obj: Any, name: str) -> FeatureSet:
     return FeatureSet(clouds, np.arange(len(clouds), dtype=np.int64))
 
 
+def feature_sets(source: Any, target: Any) -> tuple[FeatureSet, FeatureSet]:
+    """Feature sets of both sides of a match, in one space; warns about unfired features.
+
+    The warning points at the caller of the public function that called this one.
+    """
+    src, tgt = feature_set(source, "source"), feature_set(target, "target")
+    if src.clouds.dim != tgt.clouds.dim:
+        raise ValueError(
+            f"source and target live in different spaces (dim {src.clouds.dim} vs "
+            f"{tgt.clouds.dim}); collect them with one reference map"
+        )
+    for side, fs in (("source", src), ("target", tgt)):
+        if fs.n_excluded:
+            warnings.warn(
+                f"{side}: {fs.n_excluded} of {fs.n_excluded + len(fs.ids)} features never "
+                "fired and are not matched",
+                UserWarning,
+                stacklevel=3,
+            )
+    return src, tgt
+
+
 def centroids(clouds: PointClouds) -> npt.NDArray[np.float64]:
     """Weighted mean of each cloud, ``(N, d)`` float64 (the activation-weighted centroid)."""
     w = clouds.weights.astype(np.float64)[:, None] * clouds.points
@@ -265,20 +287,7 @@ def match(
     _check_choice(knn_backend, "knn_backend", ("numpy", "faiss"))
     k = _check_positive_int(k, "k")
     n_candidates = _check_positive_int(n_candidates, "n_candidates")
-    src, tgt = feature_set(source, "source"), feature_set(target, "target")
-    if src.clouds.dim != tgt.clouds.dim:
-        raise ValueError(
-            f"source and target live in different spaces (dim {src.clouds.dim} vs "
-            f"{tgt.clouds.dim}); collect them with one reference map"
-        )
-    for side, fs in (("source", src), ("target", tgt)):
-        if fs.n_excluded:
-            warnings.warn(
-                f"{side}: {fs.n_excluded} of {fs.n_excluded + len(fs.ids)} features never "
-                "fired and are not matched",
-                UserWarning,
-                stacklevel=2,
-            )
+    src, tgt = feature_sets(source, target)
 
     pairs = _candidate_pairs(
         src,

@@ -404,27 +404,14 @@ def match(
     pandas.DataFrame
         Columns ``source``, ``target``, ``rank``, ``distance``, ``matched``.
     """
-    from semot.matching import default_reg, feature_set, matches_from_pairs
+    from semot.matching import default_reg, feature_sets, matches_from_pairs
     from semot.sinkhorn import sinkhorn_pairs
     from semot.sliced import sliced_wasserstein_pairs
 
     if metric not in ("sliced", "sinkhorn"):
         raise ValueError(f"metric: expected one of ['sliced', 'sinkhorn'], got {metric!r}")
     k = check_positive_int(k, "k")
-    src, tgt = feature_set(source, "source"), feature_set(target, "target")
-    if src.clouds.dim != tgt.clouds.dim:
-        raise ValueError(
-            f"source and target live in different spaces (dim {src.clouds.dim} vs "
-            f"{tgt.clouds.dim}); collect them with one reference map"
-        )
-    for side, fs in (("source", src), ("target", tgt)):
-        if fs.n_excluded:
-            warnings.warn(
-                f"{side}: {fs.n_excluded} of {fs.n_excluded + len(fs.ids)} features never "
-                "fired and are not matched",
-                UserWarning,
-                stacklevel=2,
-            )
+    src, tgt = feature_sets(source, target)
     pairs = candidate_pairs(
         source, target, candidates, n_candidates, source_decoder=source_decoder,
         target_decoder=target_decoder, n_projections=n_projections, n_quantiles=n_quantiles,
