@@ -300,16 +300,7 @@ def match(
         n_quantiles,
         seed,
     )
-    if metric == "sliced":
-        proj = random_projections(src.clouds.dim, n_projections, seed)
-        dist = sliced_wasserstein_pairs(
-            src.clouds, tgt.clouds, pairs, projections=proj, n_threads=n_threads
-        )
-    else:
-        r = reg if reg is not None else default_reg(src.clouds, tgt.clouds, seed)
-        dist = np.asarray(
-            sinkhorn_pairs(src.clouds, tgt.clouds, pairs, reg=r, debiased=True, n_threads=n_threads)
-        )
+    dist = pair_distances(src, tgt, pairs, metric, n_projections, reg, seed, n_threads)
     return matches_from_pairs(
         pairs,
         dist,
@@ -319,6 +310,33 @@ def match(
         assignment=assignment,
         threshold=threshold,
         margin=margin,
+    )
+
+
+def pair_distances(
+    src: FeatureSet,
+    tgt: FeatureSet,
+    pairs: npt.NDArray[np.int64],
+    metric: str,
+    n_projections: int,
+    reg: float | None,
+    seed: int,
+    n_threads: int | None,
+) -> npt.NDArray[np.float64]:
+    """Exact distances of (source index, target index) pairs: the second stage of a match.
+
+    ``"sliced"``: SW2 with ``n_projections`` directions from ``seed``; ``"sinkhorn"``: the
+    debiased divergence with ``reg`` (default :func:`default_reg`).
+    """
+    if metric == "sliced":
+        proj = random_projections(src.clouds.dim, n_projections, seed)
+        return sliced_wasserstein_pairs(
+            src.clouds, tgt.clouds, pairs, projections=proj, n_threads=n_threads
+        )
+    r = reg if reg is not None else default_reg(src.clouds, tgt.clouds, seed)
+    return np.asarray(
+        sinkhorn_pairs(src.clouds, tgt.clouds, pairs, reg=r, debiased=True, n_threads=n_threads),
+        dtype=np.float64,
     )
 
 

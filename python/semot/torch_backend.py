@@ -404,9 +404,7 @@ def match(
     pandas.DataFrame
         Columns ``source``, ``target``, ``rank``, ``distance``, ``matched``.
     """
-    from semot.matching import default_reg, feature_sets, matches_from_pairs
-    from semot.sinkhorn import sinkhorn_pairs
-    from semot.sliced import sliced_wasserstein_pairs
+    from semot.matching import feature_sets, matches_from_pairs, pair_distances
 
     if metric not in ("sliced", "sinkhorn"):
         raise ValueError(f"metric: expected one of ['sliced', 'sinkhorn'], got {metric!r}")
@@ -417,16 +415,7 @@ def match(
         target_decoder=target_decoder, n_projections=n_projections, n_quantiles=n_quantiles,
         seed=seed, device=device,
     )  # fmt: skip
-    if metric == "sliced":
-        proj = random_projections(src.clouds.dim, n_projections, seed)
-        dist = sliced_wasserstein_pairs(
-            src.clouds, tgt.clouds, pairs, projections=proj, n_threads=n_threads
-        )
-    else:
-        r = reg if reg is not None else default_reg(src.clouds, tgt.clouds, seed)
-        dist = np.asarray(
-            sinkhorn_pairs(src.clouds, tgt.clouds, pairs, reg=r, debiased=True, n_threads=n_threads)
-        )
+    dist = pair_distances(src, tgt, pairs, metric, n_projections, reg, seed, n_threads)
     return matches_from_pairs(
         pairs, dist, src.ids, tgt.ids, k=k, assignment=assignment, threshold=threshold,
         margin=margin,
