@@ -76,7 +76,7 @@ def build(preset: str, device: str) -> tuple[Any, list[Any], Any]:
 def measure(preset: str, device: str, repeat: int, batch_size: int, n: int) -> dict[str, Any]:
     import torch
 
-    from semot.collection import collect
+    from semot.collection.run import collect
 
     model, saes, tokens = build(preset, device)
     hooks = [s.cfg.metadata.hook_name for s in saes]

@@ -1,4 +1,4 @@
-"""Overhead of semot.distributed against one process, and a projection to a 26-layer model.
+"""Overhead of semot.distributed.core against one process, and a projection to a 26-layer model.
 
 Usage::
 
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 import semot
-import semot.distributed as sd
-from semot.matching import knn_euclidean
+import semot.distributed.core as sd
+from semot.matching.matcher import knn_euclidean
 
 
 def make(n_clouds, n, d, rng, dtype=np.float32):

@@ -55,10 +55,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import semot
-import semot.matching as matching
+import semot.matching.matcher as matching
 
 STAGES = {
-    # stage name: the function of semot.matching that match() calls for it
+    # stage name: the function of semot.matching.matcher that match() calls for it
     "embedding": "sliced_quantile_embedding",
     "knn": "knn_euclidean",
     "rerank": "sliced_wasserstein_pairs",
@@ -198,7 +198,7 @@ def peak_rss() -> int:
 
 @contextmanager
 def stage_timers() -> Iterator[dict[str, float]]:
-    """Time the functions of semot.matching that match() calls, one entry per stage."""
+    """Time the functions of semot.matching.matcher that match() calls, one entry per stage."""
     times = dict.fromkeys(STAGES, 0.0)
     saved = {name: getattr(matching, attr) for name, attr in STAGES.items()}
 

@@ -38,7 +38,7 @@ def test_forward(benchmark, setup):
 
 
 def test_collect(benchmark, setup):
-    from semot.collection import collect
+    from semot.collection.run import collect
 
     model, saes, tokens = setup
     benchmark.group = f"collect {PRESET}"

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semot.circuits import compress, group_nodes, profile_distances, run_layer, silhouette
-from semot.cli import main
-from semot.graphs import AttributionGraph, agreement
-from semot.synthetic import collect_planted, make_planted_model, save_planted_run
-from semot.synthetic_graph import planted_graph
+from semot.circuits.compress import compress, group_nodes, profile_distances, run_layer, silhouette
+from semot.cli.app import main
+from semot.circuits.graph import AttributionGraph, agreement
+from semot.synthetic.planted import collect_planted, make_planted_model, save_planted_run
+from semot.synthetic.graph import planted_graph
 
 DATA = Path(__file__).resolve().parent / "data" / "graphs"
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from semot import __version__
-from semot.cli import main
+from semot.cli.app import main
 
 
 def test_cli_demo_and_version(capsys, tmp_path):
@@ -34,7 +34,7 @@ def test_bench_match_quick(capsys, tmp_path):
 
 def test_import_semot_does_not_import_torch():
     code = (
-        "import sys, semot, semot.demo, semot.matching, semot.synthetic\n"
+        "import sys, semot, semot.bench.demo, semot.matching.matcher, semot.synthetic.planted\n"
         "assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

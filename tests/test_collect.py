@@ -23,10 +23,10 @@ torch = optional_import("torch")
 optional_import("transformer_lens")
 optional_import("sae_lens")
 
-from semot.collection import collect, load_run  # noqa: E402
-from semot.distributions import CorruptFileError, FeatureDistributions  # noqa: E402
-from semot.models import ModuleHooks, Site, load_model, load_sae, save_hooked_transformer  # noqa: E402
-from semot.reference import ReferenceMap, ReferenceSpec  # noqa: E402
+from semot.collection.run import collect, load_run  # noqa: E402
+from semot.features.container import CorruptFileError, FeatureDistributions  # noqa: E402
+from semot.collection.models import ModuleHooks, Site, load_model, load_sae, save_hooked_transformer  # noqa: E402
+from semot.collection.reference import ReferenceMap, ReferenceSpec  # noqa: E402
 
 D_MODEL = 16
 VOCAB = 61
@@ -262,7 +262,7 @@ def test_text_files_with_a_local_tokenizer(assets, tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     from transformers import PreTrainedTokenizerFast
 
-    from semot.tokens import TextFiles
+    from semot.collection.tokens import TextFiles
 
     root, _ = assets
     words = ["<bos>"] + [f"w{i}" for i in range(VOCAB - 2)] + ["<unk>"]
@@ -346,11 +346,11 @@ SCRIPT = textwrap.dedent(
     """
     import signal, sys, time
     import numpy as np
-    from semot.collection import collect
+    from semot.collection.run import collect
 
     # As in a terminal, even when the test runner was started as a background job.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from semot.models import load_model, load_sae
+    from semot.collection.models import load_model, load_sae
 
     root, out, resume, delay = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
     model = load_model(root + "/model", device="cpu")
@@ -490,7 +490,7 @@ def test_resume_refuses_a_different_configuration_and_a_corrupt_checkpoint(asset
 
 
 def test_cli_collect_and_info(assets, tmp_path):
-    from semot.cli import main
+    from semot.cli.app import main
 
     root, _ = assets
     out = tmp_path / "cli"
@@ -560,8 +560,8 @@ def test_cli_collect_and_info(assets, tmp_path):
 
 def test_import_semot_does_not_import_torch():
     code = (
-        "import sys, semot, semot.distributions, semot.sampling, semot.tokens, "
-        "semot.reference, semot.cli; "
+        "import sys, semot, semot.features.container, semot.features.sampling, semot.collection.tokens, "
+        "semot.collection.reference, semot.cli.app; "
         "bad = [m for m in ('torch', 'transformer_lens', 'sae_lens', 'transformers') "
         "if m in sys.modules]; assert not bad, bad"
     )
@@ -609,7 +609,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_completes(assets, tmp_path):
 
 def test_dataset_source_with_a_local_builder(tmp_path):
     optional_import("datasets")
-    from semot.tokens import DatasetTokens
+    from semot.collection.tokens import DatasetTokens
 
     data = tmp_path / "rows.jsonl"
     data.write_text("\n".join(json.dumps({"ids": list(range(i, i + 5))}) for i in range(7)))

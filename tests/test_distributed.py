@@ -1,4 +1,4 @@
-"""semot.distributed on a real LocalCluster (2 worker processes) against single-process calls."""
+"""semot.distributed.core on a real LocalCluster (2 worker processes) against single-process calls."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 import semot
-from semot.cli import main
-from semot.sinkhorn import ConvergenceWarning
+from semot.cli.app import main
+from semot.distances.sinkhorn import ConvergenceWarning
 
 from conftest import optional_import
 
 distributed = optional_import("distributed")
 pd = pytest.importorskip("pandas")
 
-import semot.distributed as sd  # noqa: E402 - needs the optional import above
+import semot.distributed.core as sd  # noqa: E402 - needs the optional import above
 
 
 def clouds(rng, n_clouds, n=10, d=5, uniform=False, dtype=np.float64):
@@ -395,8 +395,8 @@ def test_cli_cdist_and_match_on_a_scheduler(client, tmp_path, capsys):
 
 def test_import_semot_imports_neither_dask_nor_torch():
     code = (
-        "import sys, semot, semot.cli\n"
-        "semot.cli.main(['version'])\n"
+        "import sys, semot, semot.cli.app\n"
+        "semot.cli.app.main(['version'])\n"
         "bad = [m for m in ('torch', 'distributed', 'dask') if m in sys.modules]\n"
         "assert not bad, bad"
     )

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import semot
-import semot.distributions as dist_mod
-from semot._safetensors import CorruptFileError, read_safetensors, write_safetensors
+import semot.features.container as dist_mod
+from semot._utils.safetensors import CorruptFileError, read_safetensors, write_safetensors
 from semot.clouds import as_clouds
-from semot.distributions import FeatureDistributions
+from semot.features.container import FeatureDistributions
 
 POINT_FIELDS = ("points", "weights", "activations", "keys", "seq", "pos")
 FEATURE_FIELDS = ("feature_ids", "firing_counts", "activation_sums")

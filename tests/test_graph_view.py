@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from semot.graph_view import GraphPicture, _check, _layout, plot_compression, write_html
+from semot.circuits.view import GraphPicture, _check, _layout, plot_compression, write_html
 
 
 def _graphs_dir() -> Path:

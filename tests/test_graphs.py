@@ -1,4 +1,4 @@
-"""Attribution-graph I/O (semot.graphs) on real and hand-written graphs, and the metrics."""
+"""Attribution-graph I/O (semot.circuits.graph) on real and hand-written graphs, and the metrics."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semot.graphs import (
+from semot.circuits.graph import (
     MAX_PINS,
     AttributionGraph,
     GraphFormatError,

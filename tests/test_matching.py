@@ -7,14 +7,14 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 import semot
-from semot.baselines import (
+from semot.matching.baselines import (
     activation_correlation_match,
     centroid_match,
     decoder_cosine_match,
     fold_sae,
     sae_match,
 )
-from semot.matching import chain, match, matches_from_distances
+from semot.matching.matcher import chain, match, matches_from_distances
 
 from conftest import optional_import
 
@@ -274,7 +274,7 @@ def test_chain_composes_matches():
 
 
 def test_topk_rows_brute_force_with_ties():
-    from semot.matching import _topk_rows
+    from semot.matching.matcher import _topk_rows
 
     rng = np.random.default_rng(5)
     d = rng.integers(0, 4, size=(50, 30)).astype(np.float64)  # many ties
@@ -287,7 +287,7 @@ def test_topk_rows_brute_force_with_ties():
 
 
 def test_knn_float32_and_faiss_agree_with_brute_force():
-    from semot.matching import knn_euclidean
+    from semot.matching.matcher import knn_euclidean
 
     rng = np.random.default_rng(6)
     a = rng.normal(size=(40, 16)).astype(np.float32)

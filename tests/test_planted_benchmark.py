@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 import semot
-from semot.baselines import centroid_match, decoder_cosine_match
-from semot.cli import main
-from semot.matching import auto_threshold, matches_from_distances
-from semot.planted_benchmark import property_checks, score
-from semot.synthetic import collect_planted, make_planted_model, save_planted_run
+from semot.matching.baselines import centroid_match, decoder_cosine_match
+from semot.cli.app import main
+from semot.matching.matcher import auto_threshold, matches_from_distances
+from semot.bench.planted import property_checks, score
+from semot.synthetic.planted import collect_planted, make_planted_model, save_planted_run
 
 
 @pytest.fixture(scope="module", params=[0, 1, 2])
@@ -139,7 +139,7 @@ def test_cli_match_on_a_saved_run(tmp_path, capsys):
 
 
 def test_demo_writes_its_report(tmp_path, capsys):
-    from semot.demo import run
+    from semot.bench.demo import run
 
     res = run(tmp_path / "rep", n_tokens=20_000, samples_per_feature=32, verbose=False)
     names = {f.name for f in res.files}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semot.sampling import FeatureSampler, hash_uniform
+from semot.features.sampling import FeatureSampler, hash_uniform
 
 from conftest import optional_import
 

@@ -1,4 +1,4 @@
-"""Tests of semot.sinkhorn against POT and a plain-numpy log-domain reference."""
+"""Tests of semot.distances.sinkhorn against POT and a plain-numpy log-domain reference."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from semot.clouds import PointClouds
-from semot.sinkhorn import (
+from semot.distances.sinkhorn import (
     ConvergenceWarning,
     SinkhornInfo,
     sinkhorn_cdist,
@@ -220,7 +220,7 @@ def test_return_info_shapes():
     assert sinkhorn_pdist(ragged(5, 1), reg=0.3).shape == (0,)
 
 
-@pytest.mark.filterwarnings("ignore::semot.sinkhorn.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::semot.distances.sinkhorn.ConvergenceWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_thread_count_does_not_change_results(dtype):
     A = ragged(6, 23, d=10, dtype=dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semot.synthetic import (
+from semot.synthetic.planted import (
     PlantedConfig,
     collect_planted,
     make_planted_model,
@@ -112,7 +112,7 @@ def test_bad_config_is_refused():
 
 
 def test_saved_run_loads_back(small, tmp_path):
-    from semot.collection import load_run
+    from semot.collection.run import load_run
 
     fds, _ = collect_planted(small, [0, 1], n_tokens=1024, samples_per_feature=4)
     save_planted_run(fds, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""semot.torch_backend against the Rust CPU path: torch on the CPU here, CUDA when present."""
+"""semot.distances.torch_kernels against the Rust CPU path: torch on the CPU here, CUDA when present."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import semot
-from semot.matching import _cosine_knn, knn_euclidean
+from semot.matching.matcher import _cosine_knn, knn_euclidean
 
 from conftest import optional_import
 
 torch = optional_import("torch")
 pd = pytest.importorskip("pandas")
 
-from semot import torch_backend as tb  # noqa: E402 - needs the optional import above
+from semot.distances import torch_kernels as tb  # noqa: E402 - needs the optional import above
 
 CUDA = torch.cuda.is_available()
 DEVICES = [

@@ -8,7 +8,7 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
-from semot._validation import FloatArray, float_array, index_array
+from semot._utils.checks import FloatArray, float_array, index_array
 
 __all__ = ["PointClouds", "as_clouds", "pair_of_clouds", "two_sets"]
 
@@ -314,7 +314,7 @@ def as_clouds(obj: Any, name: str) -> PointClouds:
     """Interpret ``obj`` as a set of clouds.
 
     Accepts a :class:`PointClouds`, any object with a ``to_clouds()`` method returning one
-    (such as :class:`~semot.distributions.FeatureDistributions`), a 3-D array ``(N, n, d)``
+    (such as :class:`~semot.features.container.FeatureDistributions`), a 3-D array ``(N, n, d)``
     (N clouds with uniform weights), or a list of clouds as taken by
     :meth:`PointClouds.from_list`.
     """

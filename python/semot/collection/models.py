@@ -1,0 +1,356 @@
+"""Models, SAEs and the hooks that connect them (needs the ``semot[collect]`` extra).
+
+A :class:`Site` is one dictionary of features attached to one hook of a model: an encoder
+callable from hidden states ``(..., d_in)`` to activations ``(..., d_sae)``. Sites come from
+sae-lens SAEs (:meth:`Site.from_sae`, hook from ``sae.cfg.metadata.hook_name``) or from any
+callable (:meth:`Site.from_encoder`), so SAEs and transcoders from other libraries work too.
+
+Models are transformer-lens ``HookedTransformer`` / sae-lens ``HookedSAETransformer`` (hooks by
+name, ``stop_at_layer``) or any torch module (forward hooks on named submodules, see
+:class:`ModuleHooks`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MODEL_CONFIG = "hooked_transformer_config.json"
+MODEL_WEIGHTS = "model.safetensors"
+
+
+def require_torch() -> Any:
+    """Import torch or explain how to install the collect extra."""
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "collection needs torch, transformer-lens and sae-lens: pip install 'semot[collect]'"
+        ) from e
+    return torch
+
+
+@dataclass
+class Site:
+    """One feature dictionary read at one hook.
+
+    Attributes
+    ----------
+    name : str
+        Name of the output (a sub-directory of the run), unique within a run.
+    hook : str
+        Hook (transformer-lens hook name, or module name for :class:`ModuleHooks`).
+    encode : callable
+        Hidden states ``(T, d_in)`` to activations ``(T, d_sae)`` (torch, on the model device).
+    d_in, d_sae : int
+        Input width and number of features.
+    identity : dict
+        JSON record of what the dictionary is (release / id / path / architecture).
+    features : numpy.ndarray of int64 or None
+        Keep only these feature indices (all when None).
+    """
+
+    name: str
+    hook: str
+    encode: Callable[[Any], Any]
+    d_in: int
+    d_sae: int
+    identity: dict[str, Any] = field(default_factory=dict)
+    features: npt.NDArray[np.int64] | None = None
+
+    @classmethod
+    def from_sae(
+        cls,
+        sae: Any,
+        *,
+        name: str | None = None,
+        hook: str | None = None,
+        features: Sequence[int] | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> Site:
+        """Wrap a sae-lens SAE (any architecture); the hook defaults to its metadata."""
+        hook = hook or getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
+        if not hook:
+            raise ValueError("sae: no hook_name in sae.cfg.metadata; pass hook=...")
+        ident = {
+            "library": "sae-lens",
+            "architecture": type(sae).__name__,
+            "d_in": int(sae.cfg.d_in),
+            "d_sae": int(sae.cfg.d_sae),
+            "hook": hook,
+        }
+        ident.update(identity or {})
+        return cls(
+            name=name or hook,
+            hook=hook,
+            encode=sae.encode,
+            d_in=int(sae.cfg.d_in),
+            d_sae=int(sae.cfg.d_sae),
+            identity=ident,
+            features=_features(features, int(sae.cfg.d_sae)),
+        )
+
+    @classmethod
+    def from_encoder(
+        cls,
+        encode: Callable[[Any], Any],
+        *,
+        hook: str,
+        d_in: int,
+        d_sae: int,
+        name: str | None = None,
+        features: Sequence[int] | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> Site:
+        """Any encoder callable ``(T, d_in) -> (T, d_sae)`` at ``hook``."""
+        return cls(
+            name=name or hook,
+            hook=hook,
+            encode=encode,
+            d_in=int(d_in),
+            d_sae=int(d_sae),
+            identity={"library": "custom", "hook": hook, **(identity or {})},
+            features=_features(features, int(d_sae)),
+        )
+
+    @property
+    def feature_ids(self) -> npt.NDArray[np.int64]:
+        """Indices of the kept features."""
+        if self.features is None:
+            return np.arange(self.d_sae, dtype=np.int64)
+        return self.features
+
+
+def _features(features: Sequence[int] | None, d_sae: int) -> npt.NDArray[np.int64] | None:
+    if features is None:
+        return None
+    arr = np.asarray(features, dtype=np.int64).reshape(-1)
+    if arr.size == 0:
+        raise ValueError("features: empty selection")
+    bad = (arr < 0) | (arr >= d_sae)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"features: index {i} is {arr[i]}, outside [0, {d_sae})")
+    if np.unique(arr).size != arr.size:
+        raise ValueError("features: duplicate feature indices")
+    return arr
+
+
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+
+
+class HookedRunner:
+    """Runs a transformer-lens model and returns the hidden states of named hooks."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @property
+    def device(self) -> Any:
+        """The model's device."""
+        return self.model.cfg.device
+
+    def check_hooks(self, hooks: Sequence[str]) -> None:
+        """Raise ValueError naming an unknown hook and the closest valid names."""
+        known = list(self.model.hook_dict)
+        for h in hooks:
+            if h not in self.model.hook_dict:
+                close = difflib.get_close_matches(h, known, n=3)
+                hint = f"; did you mean {close}?" if close else ""
+                raise ValueError(f"hook {h!r} does not exist in the model{hint}")
+
+    def run(self, tokens: Any, hooks: Sequence[str]) -> dict[str, Any]:
+        """Hidden states ``(B, L, d)`` at ``hooks``, stopping after the last needed block."""
+        layers = [_LAYER.match(h) for h in hooks]
+        stop: int | None = None
+        if all(m is not None for m in layers):
+            stop = max(int(m.group(1)) for m in layers if m is not None) + 1
+            if stop >= self.model.cfg.n_layers:
+                stop = None
+        store: dict[str, Any] = {}
+
+        def keep(act: Any, hook: Any) -> Any:
+            store[hook.name] = act
+            return act
+
+        self.model.run_with_hooks(
+            tokens,
+            fwd_hooks=[(h, keep) for h in dict.fromkeys(hooks)],
+            stop_at_layer=stop,
+            return_type=None,
+        )
+        return store
+
+
+class _Stop(Exception):
+    pass
+
+
+class ModuleHooks:
+    """Runs any torch module and returns the outputs of named submodules.
+
+    The forward pass is cut short once every requested module has run. A module's output that
+    is a tuple (as in Hugging Face decoder layers) contributes its first element.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    call : callable, optional
+        How to run the model on a ``(B, L)`` LongTensor; default ``model(tokens)``
+        (use ``lambda m, t: m(input_ids=t)`` for Hugging Face models).
+    """
+
+    def __init__(self, model: Any, call: Callable[[Any, Any], Any] | None = None) -> None:
+        self.model = model
+        self.call = call or (lambda m, t: m(t))
+
+    @property
+    def device(self) -> Any:
+        """Device of the model's first parameter."""
+        return next(self.model.parameters()).device
+
+    def check_hooks(self, hooks: Sequence[str]) -> None:
+        """Raise ValueError naming an unknown module and the closest valid names."""
+        names = [n for n, _ in self.model.named_modules()]
+        for h in hooks:
+            if h not in names:
+                close = difflib.get_close_matches(h, names, n=3)
+                hint = f"; did you mean {close}?" if close else ""
+                raise ValueError(f"hook {h!r} is not a submodule of the model{hint}")
+
+    def run(self, tokens: Any, hooks: Sequence[str]) -> dict[str, Any]:
+        """Return the outputs ``(B, L, d)`` of the modules named in ``hooks``."""
+        wanted = list(dict.fromkeys(hooks))
+        store: dict[str, Any] = {}
+        handles = []
+
+        def make(name: str) -> Callable[..., None]:
+            def hook(_mod: Any, _inp: Any, out: Any) -> None:
+                store[name] = out[0] if isinstance(out, tuple) else out
+                if len(store) == len(wanted):
+                    raise _Stop
+
+            return hook
+
+        for h in wanted:
+            handles.append(self.model.get_submodule(h).register_forward_hook(make(h)))
+        try:
+            self.call(self.model, tokens)
+        except _Stop:
+            pass
+        finally:
+            for hd in handles:
+                hd.remove()
+        return store
+
+
+def runner_for(model: Any) -> HookedRunner | ModuleHooks:
+    """Return the runner matching the model type."""
+    if hasattr(model, "run_with_hooks") and hasattr(model, "hook_dict"):
+        return HookedRunner(model)
+    if isinstance(model, (HookedRunner, ModuleHooks)):
+        return model
+    return ModuleHooks(model)
+
+
+# ---------------------------------------------------------------------- loading / saving
+def save_hooked_transformer(model: Any, path: str | Path) -> Path:
+    """Save a ``HookedTransformer`` (config, weights, tokenizer if any) to a local directory.
+
+    :func:`load_model` reads it back; handy for random-weight or fine-tuned models.
+    """
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg.to_dict()
+    cfg = {k: (str(v) if k in ("dtype", "device") else v) for k, v in cfg.items()}
+    (p / MODEL_CONFIG).write_text(json.dumps(cfg, default=str, indent=1), encoding="utf-8")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(p / MODEL_WEIGHTS))
+    if getattr(model, "tokenizer", None) is not None:
+        model.tokenizer.save_pretrained(str(p))
+    return p
+
+
+def load_model(name_or_path: str | Path, *, device: str | None = None) -> Any:
+    """Load a ``HookedTransformer`` from a local directory or from the hub.
+
+    A directory written by :func:`save_hooked_transformer` is loaded offline (with its
+    tokenizer when saved). Anything else is a transformer-lens model name for
+    ``HookedTransformer.from_pretrained`` (needs network or the Hugging Face cache).
+    """
+    torch = require_torch()
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    p = Path(name_or_path)
+    if p.is_dir():
+        cfg_file = p / MODEL_CONFIG
+        if not cfg_file.is_file():
+            raise ValueError(
+                f"model: {p} has no {MODEL_CONFIG}; save local models with "
+                "semot.collection.models.save_hooked_transformer, or pass a hub model name"
+            )
+        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+        dtype = getattr(torch, str(raw.pop("dtype", "torch.float32")).replace("torch.", ""))
+        raw.pop("device", None)
+        allowed = set(HookedTransformerConfig.__dataclass_fields__)
+        raw = {k: v for k, v in raw.items() if k in allowed and k not in ("n_params",)}
+        cfg = HookedTransformerConfig(**raw, dtype=dtype, device=dev)
+        tokenizer = None
+        if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(p))
+        with warnings.catch_warnings():
+            # transformer-lens 3.x announces its 4.0 API; HookedTransformer is what 3.x runs.
+            warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
+            model = HookedTransformer(cfg, tokenizer=tokenizer)
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(p / MODEL_WEIGHTS), device=str(dev)), strict=False)
+        model.eval()
+        return model
+    if p.exists():
+        raise ValueError(f"model: {p} is not a directory")
+    model = HookedTransformer.from_pretrained(str(name_or_path), device=dev)
+    model.eval()
+    return model
+
+
+def load_sae(
+    *,
+    path: str | Path | None = None,
+    release: str | None = None,
+    sae_id: str | None = None,
+    device: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Load a sae-lens SAE from a local directory or the hub, with its identity record.
+
+    ``path``: a directory written by ``sae.save_model`` (cfg.json + weights), loaded with
+    ``SAE.load_from_disk``. ``release`` + ``sae_id``: ``SAE.from_pretrained`` (network).
+    """
+    torch = require_torch()
+    from sae_lens import SAE
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if path is not None:
+        p = Path(path)
+        if not (p / "cfg.json").is_file():
+            raise ValueError(f"sae: {p} has no cfg.json (expected a sae-lens save_model dir)")
+        sae = SAE.load_from_disk(str(p), device=str(dev))
+        return sae, {"path": str(p.resolve())}
+    if release is None or sae_id is None:
+        raise ValueError("sae: give path=..., or release=... and sae_id=...")
+    sae = SAE.from_pretrained(release, sae_id, device=str(dev))
+    return sae, {"release": release, "sae_id": sae_id}

@@ -1,0 +1,426 @@
+r"""Entropic optimal transport (Sinkhorn) between weighted point clouds.
+
+For clouds :math:`x_1, \dots, x_n` with weights :math:`a` and :math:`y_1, \dots, y_m` with
+weights :math:`b` (each normalised to sum to one), the ground cost is
+:math:`C_{ij} = \lVert x_i - y_j \rVert_2^p` and, for an absolute regularisation
+:math:`\varepsilon` (``reg``, in the unit of the cost), the entropic plan is
+
+.. math::
+
+    P^\varepsilon = \operatorname*{arg\,min}_{P \in \Pi(a, b)}
+        \langle P, C \rangle + \varepsilon \operatorname{KL}(P \,\|\, a \otimes b),
+    \qquad
+    \mathrm{OT}_\varepsilon(a, b) = \langle P^\varepsilon, C \rangle
+        + \varepsilon \operatorname{KL}(P^\varepsilon \,\|\, a \otimes b)
+        = \langle a, f \rangle + \langle b, g \rangle,
+
+where :math:`f, g` are the optimal dual potentials. The functions return either
+
+* ``debiased=False``: :math:`\langle P^\varepsilon, C \rangle^{1/p}`, the transport cost of
+  the entropic plan, i.e. ``ot.sinkhorn2(a, b, C, reg) ** (1/p)`` at convergence; it tends to
+  the Wasserstein distance :math:`W_p` as ``reg -> 0``;
+* ``debiased=True``: the Sinkhorn divergence of Feydy et al. (2019) (GeomLoss's default),
+  :math:`S_\varepsilon^{1/p}` with
+  :math:`S_\varepsilon = \max\bigl(0, \mathrm{OT}_\varepsilon(a, b)
+  - \tfrac12 \mathrm{OT}_\varepsilon(a, a) - \tfrac12 \mathrm{OT}_\varepsilon(b, b)\bigr)`;
+  it is zero for identical clouds and symmetric.
+
+The solver is a log-stabilised Sinkhorn with epsilon scaling and absorption (Schmitzer 2019),
+in float64 whatever the dtype of the points (float32 points are only used to build the cost
+matrix). It stops when the L1 violation of the marginals of the plan,
+:math:`\sum_i \lvert (P \mathbf 1)_i - a_i \rvert`, is below ``tol`` at the final
+:math:`\varepsilon`; ``max_iter`` bounds the iterations at the final :math:`\varepsilon`
+(intermediate stages are capped separately), and ``n_iter`` counts those iterations.
+Sinkhorn converges slowly for very small ``reg`` (relative to the spread of the costs); pairs
+that hit ``max_iter`` produce one :class:`ConvergenceWarning` per call and still return the
+value of the last iterate.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from semot import _core
+from semot._utils.checks import (
+    check_n_threads,
+    check_p,
+    check_positive_int,
+    index_array,
+)
+from semot.clouds import PointClouds, as_clouds, pair_of_clouds, two_sets
+from semot.errors import ConvergenceWarning
+
+__all__ = [
+    "ConvergenceWarning",
+    "SinkhornInfo",
+    "sinkhorn_cdist",
+    "sinkhorn_distance",
+    "sinkhorn_pairs",
+    "sinkhorn_pdist",
+]
+
+#: Default maximum number of iterations at the final epsilon.
+DEFAULT_MAX_ITER = 10_000
+#: Default tolerance on the L1 marginal violation.
+DEFAULT_TOL = 1e-9
+
+
+
+@dataclass(frozen=True)
+class SinkhornInfo:
+    """Solver diagnostics, with the shape of the returned values.
+
+    Attributes
+    ----------
+    n_iter : ndarray of uint32
+        Iterations at the final epsilon (of the :math:`(a, b)` problem).
+    converged : ndarray of bool
+        Whether the marginal violation went below ``tol`` (for ``debiased=True``: in the
+        :math:`(a, b)` problem and both self problems).
+    """
+
+    n_iter: npt.NDArray[np.uint32]
+    converged: npt.NDArray[np.bool_]
+
+
+def _check_positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive real number, got {type(value).__name__}")
+    out = float(value)
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{name}: must be a finite number > 0, got {out}")
+    return out
+
+
+class _Params(NamedTuple):
+    reg: float
+    p: float
+    max_iter: int
+    tol: float
+    debiased: bool
+
+
+def _check_params(reg: Any, p: Any, max_iter: Any, tol: Any, debiased: Any) -> _Params:
+    return _Params(
+        _check_positive_float(reg, "reg"),
+        check_p(p),
+        check_positive_int(max_iter, "max_iter"),
+        _check_positive_float(tol, "tol"),
+        bool(debiased),
+    )
+
+
+def _warn(converged: npt.NDArray[np.bool_], max_iter: int, tol: float) -> None:
+    bad = int(converged.size - np.count_nonzero(converged))
+    if bad:
+        warnings.warn(
+            f"{bad} of {converged.size} Sinkhorn problem(s) did not converge within "
+            f"max_iter={max_iter} iterations (tol={tol:g}); increase max_iter or reg",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def _csr(c: PointClouds) -> tuple[Any, Any, Any]:
+    return c.points, c.weights, c.offsets
+
+
+@overload
+def sinkhorn_distance(
+    x: Any,
+    y: Any,
+    a: Any = ...,
+    b: Any = ...,
+    *,
+    reg: float,
+    p: float = ...,
+    max_iter: int = ...,
+    tol: float = ...,
+    debiased: bool = ...,
+    return_info: Literal[False] = ...,
+) -> float: ...
+
+
+@overload
+def sinkhorn_distance(
+    x: Any,
+    y: Any,
+    a: Any = ...,
+    b: Any = ...,
+    *,
+    reg: float,
+    p: float = ...,
+    max_iter: int = ...,
+    tol: float = ...,
+    debiased: bool = ...,
+    return_info: Literal[True],
+) -> tuple[float, SinkhornInfo]: ...
+
+
+def sinkhorn_distance(
+    x: Any,
+    y: Any,
+    a: Any = None,
+    b: Any = None,
+    *,
+    reg: float,
+    p: float = 2,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    debiased: bool = False,
+    return_info: bool = False,
+) -> float | tuple[float, SinkhornInfo]:
+    r"""Entropic OT value between two weighted point clouds.
+
+    Returns :math:`\langle P^\varepsilon, C \rangle^{1/p}` with
+    :math:`C_{ij} = \lVert x_i - y_j \rVert_2^p` and :math:`P^\varepsilon` the entropic plan
+    for :math:`\varepsilon` = ``reg`` (see the module documentation), or with
+    ``debiased=True`` the Sinkhorn divergence
+    :math:`\max(0, \mathrm{OT}_\varepsilon(a, b) - \tfrac12 \mathrm{OT}_\varepsilon(a, a)
+    - \tfrac12 \mathrm{OT}_\varepsilon(b, b))^{1/p}`.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d) or (n,)
+        Points of the first cloud (a 1-D array is ``n`` points on the line).
+    y : array_like, shape (m, d) or (m,)
+        Points of the second cloud.
+    a, b : array_like, shape (n,) and (m,), optional
+        Non-negative weights (normalised internally); ``None`` means uniform.
+    reg : float
+        Absolute entropic regularisation :math:`\varepsilon > 0`, in the unit of the cost
+        :math:`\lVert x - y \rVert^p` (for example a few percent of the median cost).
+    p : float, default 2
+        Order of the cost, ``>= 1``.
+    max_iter : int, default 10000
+        Maximum number of iterations at the final epsilon.
+    tol : float, default 1e-9
+        Tolerance on the L1 violation of the marginals of the plan.
+    debiased : bool, default False
+        Return the Sinkhorn divergence instead of the transport cost of the plan.
+    return_info : bool, default False
+        Also return a :class:`SinkhornInfo` with 0-d ``n_iter`` and ``converged``.
+
+    Returns
+    -------
+    float, or (float, SinkhornInfo)
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the solver stops at ``max_iter``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from semot.distances.sinkhorn import sinkhorn_distance
+    >>> round(sinkhorn_distance(np.zeros((1, 2)), np.ones((1, 2)), reg=0.1), 6)
+    1.414214
+    """
+    prm = _check_params(reg, p, max_iter, tol, debiased)
+    cx, cy = pair_of_clouds(x, y, a, b)
+    values, n_iter, conv = _core.sinkhorn_cdist(
+        *_csr(cx), *_csr(cy), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, 1
+    )
+    _warn(conv, prm.max_iter, prm.tol)
+    value = float(values[0, 0])
+    if return_info:
+        return value, SinkhornInfo(n_iter.reshape(()), conv.reshape(()))
+    return value
+
+
+def _finish(
+    values: npt.NDArray[np.float64],
+    n_iter: npt.NDArray[np.uint32],
+    conv: npt.NDArray[np.bool_],
+    max_iter: int,
+    tol: float,
+    return_info: bool,
+) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], SinkhornInfo]:
+    _warn(conv, max_iter, tol)
+    if return_info:
+        return values, SinkhornInfo(n_iter, conv)
+    return values
+
+
+def sinkhorn_cdist(
+    A: Any,
+    B: Any,
+    *,
+    reg: float,
+    p: float = 2,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    debiased: bool = False,
+    n_threads: int | None = None,
+    return_info: bool = False,
+) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], SinkhornInfo]:
+    r"""Sinkhorn values between every cloud of ``A`` and every cloud of ``B``.
+
+    ``out[i, j]`` equals ``sinkhorn_distance(*A[i], *B[j], ...)`` (same quantity as
+    :func:`sinkhorn_distance`). ``A`` and ``B`` are anything :func:`semot.clouds.as_clouds`
+    accepts; mixed float32/float64 inputs are computed in float64.
+
+    Parameters
+    ----------
+    A, B : PointClouds, list of arrays or array of shape (N, n, d)
+        The two sets of clouds (anything :func:`semot.clouds.as_clouds` accepts).
+    reg : float
+        Absolute entropic regularisation :math:`\varepsilon > 0`, in the unit of the cost
+        :math:`\lVert x - y \rVert^p`.
+    p : float, default 2
+        Order of the cost, ``>= 1``.
+    max_iter : int, default 10000
+        Maximum number of iterations at the final epsilon, per problem.
+    tol : float, default 1e-9
+        Tolerance on the L1 violation of the marginals of each plan.
+    debiased : bool, default False
+        Return Sinkhorn divergences (see :func:`sinkhorn_distance`); the self terms
+        :math:`\mathrm{OT}_\varepsilon(a, a)` are computed once per cloud.
+    n_threads : int, optional
+        Threads to use; ``None`` uses every core (or ``RAYON_NUM_THREADS``). Results are
+        bit-identical for any thread count.
+    return_info : bool, default False
+        Also return a :class:`SinkhornInfo` whose arrays have the shape of the values.
+
+    Returns
+    -------
+    ndarray, shape (len(A), len(B)), float64, or (values, SinkhornInfo)
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once per call, counting the problems that stopped at ``max_iter``.
+    """
+    prm = _check_params(reg, p, max_iter, tol, debiased)
+    threads = check_n_threads(n_threads)
+    ca, cb = two_sets(A, B)
+    values, n_iter, conv = _core.sinkhorn_cdist(
+        *_csr(ca), *_csr(cb), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
+    )
+    return _finish(values, n_iter, conv, prm.max_iter, prm.tol, return_info)
+
+
+def sinkhorn_pdist(
+    A: Any,
+    *,
+    reg: float,
+    p: float = 2,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    debiased: bool = False,
+    n_threads: int | None = None,
+    return_info: bool = False,
+) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], SinkhornInfo]:
+    r"""Sinkhorn values between all pairs of clouds of ``A``, condensed like ``scipy`` ``pdist``.
+
+    The output lists the pairs ``(0, 1), (0, 2), ..., (0, N-1), (1, 2), ...``;
+    ``scipy.spatial.distance.squareform`` turns it into a matrix.
+
+    Parameters
+    ----------
+    A : PointClouds, list of arrays or array of shape (N, n, d)
+        The set of clouds (anything :func:`semot.clouds.as_clouds` accepts).
+    reg : float
+        Absolute entropic regularisation :math:`\varepsilon > 0`, in the unit of the cost
+        :math:`\lVert x - y \rVert^p`.
+    p : float, default 2
+        Order of the cost, ``>= 1``.
+    max_iter : int, default 10000
+        Maximum number of iterations at the final epsilon, per problem.
+    tol : float, default 1e-9
+        Tolerance on the L1 violation of the marginals of each plan.
+    debiased : bool, default False
+        Return Sinkhorn divergences (see :func:`sinkhorn_distance`); the self terms
+        :math:`\mathrm{OT}_\varepsilon(a, a)` are computed once per cloud.
+    n_threads : int, optional
+        Threads to use; ``None`` uses every core (or ``RAYON_NUM_THREADS``). Results are
+        bit-identical for any thread count.
+    return_info : bool, default False
+        Also return a :class:`SinkhornInfo` whose arrays have the shape of the values.
+
+    Returns
+    -------
+    ndarray, shape (N * (N - 1) // 2,), float64, or (values, SinkhornInfo)
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once per call, counting the problems that stopped at ``max_iter``.
+    """
+    prm = _check_params(reg, p, max_iter, tol, debiased)
+    threads = check_n_threads(n_threads)
+    ca = as_clouds(A, "A")
+    values, n_iter, conv = _core.sinkhorn_pdist(
+        *_csr(ca), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
+    )
+    return _finish(values, n_iter, conv, prm.max_iter, prm.tol, return_info)
+
+
+def sinkhorn_pairs(
+    A: Any,
+    B: Any,
+    pairs: Any,
+    *,
+    reg: float,
+    p: float = 2,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    debiased: bool = False,
+    n_threads: int | None = None,
+    return_info: bool = False,
+) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], SinkhornInfo]:
+    r"""Sinkhorn values for the pairs ``(A[pairs[k, 0]], B[pairs[k, 1]])``.
+
+    ``pairs`` is an integer array of shape ``(K, 2)`` (non-negative indices).
+
+    Parameters
+    ----------
+    A, B : PointClouds, list of arrays or array of shape (N, n, d)
+        The two sets of clouds (anything :func:`semot.clouds.as_clouds` accepts).
+    pairs : array_like of int, shape (K, 2)
+        Indices ``(i, j)`` of the pairs ``(A[i], B[j])``.
+    reg : float
+        Absolute entropic regularisation :math:`\varepsilon > 0`, in the unit of the cost
+        :math:`\lVert x - y \rVert^p`.
+    p : float, default 2
+        Order of the cost, ``>= 1``.
+    max_iter : int, default 10000
+        Maximum number of iterations at the final epsilon, per problem.
+    tol : float, default 1e-9
+        Tolerance on the L1 violation of the marginals of each plan.
+    debiased : bool, default False
+        Return Sinkhorn divergences (see :func:`sinkhorn_distance`); the self terms
+        :math:`\mathrm{OT}_\varepsilon(a, a)` are computed once per cloud.
+    n_threads : int, optional
+        Threads to use; ``None`` uses every core (or ``RAYON_NUM_THREADS``). Results are
+        bit-identical for any thread count.
+    return_info : bool, default False
+        Also return a :class:`SinkhornInfo` whose arrays have the shape of the values.
+
+    Returns
+    -------
+    ndarray, shape (K,), float64, or (values, SinkhornInfo)
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once per call, counting the problems that stopped at ``max_iter``.
+    """
+    prm = _check_params(reg, p, max_iter, tol, debiased)
+    threads = check_n_threads(n_threads)
+    ca, cb = two_sets(A, B)
+    idx = index_array(pairs, "pairs", 2)
+    if idx.shape[1] != 2:
+        raise ValueError(f"pairs: expected shape (K, 2), got {idx.shape}")
+    values, n_iter, conv = _core.sinkhorn_pairs(
+        *_csr(ca), *_csr(cb), idx, prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
+    )
+    return _finish(values, n_iter, conv, prm.max_iter, prm.tol, return_info)
