@@ -113,9 +113,20 @@ class PointClouds:
         self.offsets = offs
 
     @classmethod
-    def _trusted(
+    def from_csr_unchecked(
         cls, points: FloatArray, weights: FloatArray, offsets: npt.NDArray[np.int64]
     ) -> PointClouds:
+        """Wrap CSR arrays that are already valid, without checking or copying them.
+
+        For code that builds clouds from clouds (slices, dtype casts, shards read back from
+        a verified file, blocks shipped to a worker): the constructor's checks cost a pass
+        over every point. The caller guarantees what the constructor would check:
+        ``points`` is a C-contiguous ``(N, d)`` float32 or float64 array of finite values,
+        ``weights`` a C-contiguous ``(N,)`` array of the same dtype, non-negative and
+        summing to 1 within every cloud, ``offsets`` a C-contiguous int64 array starting at
+        0, non-decreasing, ending at ``N``, with no empty cloud. Anything else gives wrong
+        distances or errors from the Rust core, not a clear message.
+        """
         obj = cls.__new__(cls)
         obj.points, obj.weights, obj.offsets = points, weights, offsets
         return obj
@@ -287,7 +298,7 @@ class PointClouds:
         sizes = self.offsets[idx + 1] - starts
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         rows = np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1])
-        return PointClouds._trusted(
+        return PointClouds.from_csr_unchecked(
             np.ascontiguousarray(self.points[rows]),
             np.ascontiguousarray(self.weights[rows]),
             offsets,
@@ -300,7 +311,7 @@ class PointClouds:
             raise TypeError(f"dtype: must be float32 or float64, got {dt}")
         if dt == self.dtype:
             return self
-        return PointClouds._trusted(self.points.astype(dt), self.weights.astype(dt), self.offsets)
+        return PointClouds.from_csr_unchecked(self.points.astype(dt), self.weights.astype(dt), self.offsets)
 
     def __repr__(self) -> str:
         sizes = self.sizes

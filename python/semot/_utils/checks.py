@@ -1,4 +1,7 @@
-"""Input normalisation shared by the public functions.
+"""Argument checks and input normalisation shared by every public function.
+
+One policy: an argument of the wrong type raises ``TypeError``, a value out of range raises
+``ValueError``; both messages start with the argument's name.
 
 The Python layer is lenient (lists, integer arrays, strided arrays, torch CPU tensors through
 ``np.asarray``) and hands the Rust core exactly what it accepts: C-contiguous ``float32`` or
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -97,3 +101,25 @@ def resolve_seed(seed: int | np.random.Generator | None) -> int:
     if not -(2**63) <= seed < 2**64:
         raise ValueError(f"seed: must fit in 64 bits, got {seed}")
     return seed % 2**64
+
+
+def check_choice(value: Any, name: str, allowed: Sequence[Any]) -> Any:
+    """Validate an option that must be one of ``allowed`` (compared with ``==``)."""
+    if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
+        raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """Validate a real argument that must be finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    out = float(value)
+    if not np.isfinite(out) or out <= 0:
+        raise ValueError(f"{name}: must be a finite number > 0, got {out}")
+    return out
+
+
+def check_optional_positive_int(value: Any, name: str, minimum: int = 1) -> int | None:
+    """Like :func:`check_positive_int`, but ``None`` passes through."""
+    return None if value is None else check_positive_int(value, name, minimum)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from semot._utils.atomic import atomic_write
 from semot.errors import CorruptFileError
 
 __all__ = ["CorruptFileError", "read_safetensors", "write_safetensors"]
@@ -54,55 +55,6 @@ def _dtype_name(arr: np.ndarray[Any, Any], name: str) -> str:
             "float64, float32, float16, int64, int32, int16, int8, uint8, bool"
         )
     return _NAMES[key]
-
-
-def fsync_directory(directory: Path) -> None:
-    """Flush a directory entry to disk (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, chunks: Any) -> tuple[int, str]:
-    """Write the byte buffers of ``chunks`` to ``path`` atomically.
-
-    The data goes to ``<path>.tmp-<pid>`` first, is flushed and fsynced, then renamed over
-    ``path``; the directory is fsynced last. A failure removes the temporary file and leaves
-    ``path`` as it was.
-
-    Returns
-    -------
-    tuple of (int, str)
-        Number of bytes written and their SHA-256 as a hex string.
-    """
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    digest = hashlib.sha256()
-    n_bytes = 0
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                view = memoryview(chunk).cast("B")
-                if not view.nbytes:
-                    continue
-                f.write(view)
-                digest.update(view)
-                n_bytes += view.nbytes
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-    return n_bytes, digest.hexdigest()
 
 
 def write_safetensors(

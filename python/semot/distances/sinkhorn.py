@@ -38,8 +38,6 @@ value of the last iterate.
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, overload
@@ -51,6 +49,7 @@ from semot import _core
 from semot._utils.checks import (
     check_n_threads,
     check_p,
+    check_positive_float,
     check_positive_int,
     index_array,
 )
@@ -90,15 +89,6 @@ class SinkhornInfo:
     converged: npt.NDArray[np.bool_]
 
 
-def _check_positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a positive real number, got {type(value).__name__}")
-    out = float(value)
-    if not math.isfinite(out) or out <= 0:
-        raise ValueError(f"{name}: must be a finite number > 0, got {out}")
-    return out
-
-
 class _Params(NamedTuple):
     reg: float
     p: float
@@ -109,10 +99,10 @@ class _Params(NamedTuple):
 
 def _check_params(reg: Any, p: Any, max_iter: Any, tol: Any, debiased: Any) -> _Params:
     return _Params(
-        _check_positive_float(reg, "reg"),
+        check_positive_float(reg, "reg"),
         check_p(p),
         check_positive_int(max_iter, "max_iter"),
-        _check_positive_float(tol, "tol"),
+        check_positive_float(tol, "tol"),
         bool(debiased),
     )
 

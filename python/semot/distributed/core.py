@@ -243,7 +243,7 @@ def _aligned(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
 def _rebuild_clouds(
     points: FloatArray, weights: FloatArray, offsets: npt.NDArray[np.int64]
 ) -> PointClouds:
-    return _ShippedClouds._trusted(_aligned(points), _aligned(weights), _aligned(offsets))
+    return _ShippedClouds.from_csr_unchecked(_aligned(points), _aligned(weights), _aligned(offsets))
 
 
 class _ShippedClouds(PointClouds):
@@ -261,7 +261,7 @@ class _ShippedClouds(PointClouds):
 def _rows(c: PointClouds, lo: int, hi: int) -> PointClouds:
     """Clouds ``lo:hi`` as views (no copy)."""
     s, e = int(c.offsets[lo]), int(c.offsets[hi])
-    return PointClouds._trusted(c.points[s:e], c.weights[s:e], c.offsets[lo : hi + 1] - s)
+    return PointClouds.from_csr_unchecked(c.points[s:e], c.weights[s:e], c.offsets[lo : hi + 1] - s)
 
 
 def _uniform_equal(*sets: PointClouds) -> bool:
@@ -788,7 +788,7 @@ def _scatter(client: Client, *objs: Any) -> list[Future[Any]]:
         if id(obj) not in seen:
             ship = obj
             if isinstance(obj, PointClouds):
-                ship = _ShippedClouds._trusted(obj.points, obj.weights, obj.offsets)
+                ship = _ShippedClouds.from_csr_unchecked(obj.points, obj.weights, obj.offsets)
             seen[id(obj)] = client.scatter(ship, broadcast=True, hash=False)
         out.append(seen[id(obj)])
     return out

@@ -22,15 +22,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from semot._utils.safetensors import (
-    CorruptFileError,
-    atomic_write,
-    file_sha256,
-    fsync_directory,
-    read_safetensors,
-    write_safetensors,
-)
+from semot._utils.atomic import atomic_write, fsync_directory
+from semot._utils.safetensors import file_sha256, read_safetensors, write_safetensors
 from semot.clouds import PointClouds
+from semot.errors import CorruptFileError
 
 __all__ = ["CorruptFileError", "FeatureDistributions"]
 
@@ -1150,7 +1145,7 @@ class FeatureDistributions:
         offsets = np.require(block["offsets"], np.int64, ["C", "A"])
         if not block.checked:
             self._check_export(block, points, weights, offsets)
-        return PointClouds._trusted(points, weights, offsets)
+        return PointClouds.from_csr_unchecked(points, weights, offsets)
 
     @staticmethod
     def _check_export(
