@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from semot.circuits.compress import compress, group_nodes, profile_distances, run_layer, silhouette
-from semot.cli.app import main
 from semot.circuits.graph import AttributionGraph, agreement
-from semot.synthetic.planted import collect_planted, make_planted_model, save_planted_run
+from semot.cli.app import main
 from semot.synthetic.graph import planted_graph
+from semot.synthetic.planted import collect_planted, make_planted_model, save_planted_run
 
 DATA = Path(__file__).resolve().parent / "data" / "graphs"
 

@@ -23,10 +23,10 @@ torch = optional_import("torch")
 optional_import("transformer_lens")
 optional_import("sae_lens")
 
-from semot.collection.run import collect, load_run  # noqa: E402
-from semot.features.container import CorruptFileError, FeatureDistributions  # noqa: E402
 from semot.collection.models import ModuleHooks, Site, load_model, load_sae, save_hooked_transformer  # noqa: E402
 from semot.collection.reference import ReferenceMap, ReferenceSpec  # noqa: E402
+from semot.collection.run import collect, load_run  # noqa: E402
+from semot.features.container import CorruptFileError, FeatureDistributions  # noqa: E402
 
 D_MODEL = 16
 VOCAB = 61
@@ -560,7 +560,8 @@ def test_cli_collect_and_info(assets, tmp_path):
 
 def test_import_semot_does_not_import_torch():
     code = (
-        "import sys, semot, semot.features.container, semot.features.sampling, semot.collection.tokens, "
+        "import sys, semot, semot.features.container, semot.features.sampling, "
+        "semot.collection.tokens, "
         "semot.collection.reference, semot.cli.app; "
         "bad = [m for m in ('torch', 'transformer_lens', 'sae_lens', 'transformers') "
         "if m in sys.modules]; assert not bad, bad"

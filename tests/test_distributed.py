@@ -1,4 +1,4 @@
-"""semot.distributed.core on a real LocalCluster (2 worker processes) against single-process calls."""
+"""semot.distributed on a real LocalCluster (2 worker processes) against single-process calls."""
 
 from __future__ import annotations
 

@@ -9,7 +9,12 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse.csgraph import connected_components as sp_components
 from scipy.spatial.distance import pdist
 
-from semot.grouping.linkage import MergeTree, connected_components, merge_by_threshold, single_linkage
+from semot.grouping.linkage import (
+    MergeTree,
+    connected_components,
+    merge_by_threshold,
+    single_linkage,
+)
 
 
 def canonical(labels: np.ndarray) -> np.ndarray:

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 import semot
-from semot.matching.baselines import centroid_match, decoder_cosine_match
-from semot.cli.app import main
-from semot.matching.matcher import auto_threshold, matches_from_distances
 from semot.bench.planted import property_checks, score
+from semot.cli.app import main
+from semot.matching.baselines import centroid_match, decoder_cosine_match
+from semot.matching.matcher import auto_threshold, matches_from_distances
 from semot.synthetic.planted import collect_planted, make_planted_model, save_planted_run
 
 

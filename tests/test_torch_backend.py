@@ -1,4 +1,4 @@
-"""semot.distances.torch_kernels against the Rust CPU path: torch on the CPU here, CUDA when present."""
+"""semot.distances.torch_kernels against the Rust CPU path: torch on the CPU, CUDA when present."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ MOVED: dict[str, tuple[str, ...]] = {
 
 
 def public_names(module: ModuleType) -> list[str]:
-    """The names a module exports: its ``__all__``, else every name without an underscore."""
+    """Return the names a module exports: its ``__all__``, else every name without an underscore."""
     names: Sequence[str] | None = getattr(module, "__all__", None)
     if names is None:
         names = [n for n in vars(module) if not n.startswith("_")]

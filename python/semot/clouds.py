@@ -311,7 +311,9 @@ class PointClouds:
             raise TypeError(f"dtype: must be float32 or float64, got {dt}")
         if dt == self.dtype:
             return self
-        return PointClouds.from_csr_unchecked(self.points.astype(dt), self.weights.astype(dt), self.offsets)
+        return PointClouds.from_csr_unchecked(
+            self.points.astype(dt), self.weights.astype(dt), self.offsets
+        )
 
     def __repr__(self) -> str:
         sizes = self.sizes

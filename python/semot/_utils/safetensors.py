@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from semot._utils.atomic import atomic_write
 from semot.errors import CorruptFileError
 
@@ -43,7 +44,6 @@ _NAMES = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items()}
 
 _METADATA_KEY = "__metadata__"
 _CHUNK = 1 << 20
-
 
 
 def _dtype_name(arr: np.ndarray[Any, Any], name: str) -> str:

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from semot.matching.matcher import feature_set
 from semot.bench.planted import collect_model, run_methods, score, summary_table
 from semot.distances.sliced import sliced_wasserstein_cdist
+from semot.matching.matcher import feature_set
 from semot.synthetic.planted import make_planted_model
 
 
@@ -168,7 +168,12 @@ def _compress_planted_graph(model: Any, col: Any, seed: int) -> dict[str, Any]:
 def _write_report(
     out: Path, model: Any, col: Any, results: Any, plots: bool, circuit: dict[str, Any]
 ) -> list[Path]:
-    from semot.bench.report import plot_accuracy_vs_distance, plot_examples, plot_heatmap, write_json
+    from semot.bench.report import (
+        plot_accuracy_vs_distance,
+        plot_examples,
+        plot_heatmap,
+        write_json,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -195,8 +200,8 @@ def _write_report(
     files += [out / "supernodes.json", out / "compressed.json"]
     if not plots:
         return files
-    from semot.cli.circuits import display_names, picture
     from semot.circuits.view import plot_compression, write_html
+    from semot.cli.circuits import display_names, picture
 
     pic = picture(circuit["graph"], "planted graph: semot supernodes")
     names = display_names(res.labels, res.names)

@@ -7,7 +7,7 @@ later layer with semot and the baselines, and scores each method against the pla
 - ``top1`` / ``top5``: share of source features that have a true target whose rank-1 target
   (resp. one of the five best) is a true target;
 - ``none_precision`` / ``none_recall``: of the sources declared "no match" (best distance over
-  the ``threshold="auto"`` rule of :func:`semot.matching.matcher.auto_threshold`), the share that truly
+  the ``threshold="auto"`` rule of :func:`semot.matching.auto_threshold`), the share that truly
   have none; of the sources that truly have none, the share declared so.
 
 :func:`sample_size_curve` measures accuracy against samples per feature, and
@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from semot.clouds import PointClouds
+from semot.distances.sliced import random_projections, sliced_wasserstein_pairs
 from semot.matching.baselines import (
     activation_correlation_match,
     centroid_match,
     decoder_cosine_match,
     sae_match,
 )
-from semot.clouds import PointClouds
 from semot.matching.matcher import match
-from semot.distances.sliced import random_projections, sliced_wasserstein_pairs
 from semot.synthetic.planted import PlantedModel, collect_planted, make_planted_model
 
 METHODS = (

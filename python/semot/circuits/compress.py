@@ -31,11 +31,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from semot.clouds import PointClouds
 from semot.circuits.graph import AttributionGraph, graph_report
-from semot.grouping.linkage import single_linkage
+from semot.clouds import PointClouds
 from semot.distances.sinkhorn import sinkhorn_pdist
 from semot.distances.sliced import sliced_wasserstein_pdist
+from semot.grouping.linkage import single_linkage
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

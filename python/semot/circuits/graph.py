@@ -39,6 +39,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components as _scc
 from scipy.sparse.linalg import spsolve
+
 from semot.errors import GraphFormatError
 
 __all__ = [
@@ -83,7 +84,6 @@ _EMPTY_QPARAMS: dict[str, Any] = {
 # `<layer>_<index>_<pos>` (circuit-tracer, Gemma, Haiku) or the lm-saes converter's
 # `<layer>_cro_<index>_<pos>` / `<layer>_lor_<index>_<pos>`.
 _FEATURE_ID = re.compile(r"^(-?\d+)_(?:(?:cro|lor)_)?(\d+)_(\d+)$")
-
 
 
 def _is_number(x: Any) -> TypeGuard[numbers.Real]:

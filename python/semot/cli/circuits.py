@@ -63,9 +63,9 @@ def _load_runs(paths: list[str]) -> list[Any]:
 
 def run_compress(args: argparse.Namespace) -> int:
     """Carry out ``semot compress``."""
+    from semot.bench.report import write_json
     from semot.circuits.compress import compress
     from semot.circuits.graph import AttributionGraph
-    from semot.bench.report import write_json
 
     chosen = [args.threshold is not None, args.target_ratio is not None, bool(args.auto)]
     if sum(chosen) != 1:

@@ -66,9 +66,9 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error("--sae-id needs --sae-release")
     import numpy as np
 
-    from semot.collection.run import collect
     from semot.collection.models import Site, load_model, load_sae
     from semot.collection.reference import ReferenceSpec
+    from semot.collection.run import collect
     from semot.collection.tokens import ArrayTokens, DatasetTokens, TextFiles
 
     model = load_model(args.model, device=args.device)

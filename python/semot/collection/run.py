@@ -1,8 +1,8 @@
 """Collect feature distributions from a model: one streaming pass over a token source.
 
 :func:`collect` runs the model on batches of tokens, encodes the hidden states of each
-:class:`~semot.collection.models.Site` (an SAE at a hook) into feature activations, maps the reference
-hidden states to support points (:mod:`semot.collection.reference`) and offers every firing position to
+:class:`~.models.Site` (an SAE at a hook) into feature activations, maps the reference
+hidden states to support points (:mod:`.reference`) and offers every firing position to
 a per-feature streaming sample (:mod:`semot.features.sampling`). All of it happens on the model's
 device; hidden states of the whole stream are never kept. Results are
 :class:`~semot.features.container.FeatureDistributions`, one per site.
@@ -31,11 +31,11 @@ from typing import Any, Literal
 import numpy as np
 
 from semot._utils.safetensors import read_safetensors, write_safetensors
-from semot.features.container import CorruptFileError, FeatureDistributions
 from semot.collection.models import Site, require_torch, runner_for
 from semot.collection.reference import Moments, ReferenceMap, ReferenceSpec, fit_reference
-from semot.features.sampling import MODES, FeatureSampler, Mode, to_distributions
 from semot.collection.tokens import TokenBatch, TokenSource, as_token_source, limit_tokens
+from semot.features.container import CorruptFileError, FeatureDistributions
+from semot.features.sampling import MODES, FeatureSampler, Mode, to_distributions
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "checkpoint.json"
@@ -241,10 +241,10 @@ def collect(
     ----------
     model : HookedTransformer, HookedSAETransformer or torch.nn.Module
         The model (its device is used). Generic modules are run by
-        :class:`~semot.collection.models.ModuleHooks` with hooks = submodule names; wrap the model in a
+        :class:`~.models.ModuleHooks` with hooks = submodule names; wrap the model in a
         ``ModuleHooks(model, call=...)`` to change how it is called.
     saes : SAE, Site, or a sequence of them
-        sae-lens SAEs (hook from ``sae.cfg.metadata.hook_name``) or :class:`~semot.collection.models.Site`
+        sae-lens SAEs (hook from ``sae.cfg.metadata.hook_name``) or :class:`~.models.Site`
         objects; all are read in one forward pass that stops after the last needed layer.
     tokens : array (S, L), re-iterable of sequences/batches, or a token source
         See :mod:`semot.collection.tokens` (``TextFiles``, ``DatasetTokens``).

@@ -71,7 +71,6 @@ DEFAULT_MAX_ITER = 10_000
 DEFAULT_TOL = 1e-9
 
 
-
 @dataclass(frozen=True)
 class SinkhornInfo:
     """Solver diagnostics, with the shape of the returned values.

@@ -52,11 +52,10 @@ except ImportError as _e:  # pragma: no cover - exercised only without the extra
         "semot.distributed.core needs Dask distributed: pip install 'semot[distributed]'"
     ) from _e
 
-from semot.distances import sinkhorn as _sinkhorn
-from semot.distances import sliced as _sliced
 from semot._utils.checks import FloatArray, check_n_threads, check_p, check_positive_int
 from semot.clouds import PointClouds, two_sets
-from semot.errors import SchedulerUnavailableError
+from semot.distances import sinkhorn as _sinkhorn
+from semot.distances import sliced as _sliced
 from semot.distances.sinkhorn import (
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,
@@ -72,6 +71,7 @@ from semot.distances.sliced import (
     sliced_quantile_embedding,
     sliced_wasserstein_pairs,
 )
+from semot.errors import SchedulerUnavailableError
 
 __all__ = [
     "SchedulerUnavailableError",
@@ -98,7 +98,6 @@ _GEMM_MIN_PAIRS = 4096
 # row; candidate blocks start at multiples of it so the BLAS calls are the same.
 _KNN_ROWS = 1024
 _RECORD_VERSION = 1
-
 
 
 class TopK(NamedTuple):
@@ -172,7 +171,7 @@ class _SlicedKernel:
                 n_threads=self.n_threads,
             )  # fmt: skip
             return d.reshape(len(a), len(b)), 0
-        # The single-process function of semot.distances.sliced (this module's one has the same name).
+        # The single-process function (this module's one has the same name).
         out = _sliced.sliced_wasserstein_cdist(
             a,
             b,
@@ -1459,7 +1458,7 @@ def _assemble(
     ns: int,
     nt: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """(pairs, distances) for :func:`semot.matching.matcher.matches_from_pairs`, sources in order."""
+    """(pairs, distances) for :func:`semot.matching.matches_from_pairs`, sources in order."""
     if candidates:
         rows, cols, dists = [], [], []
         for blk in blocks:

@@ -130,7 +130,7 @@ class PlantedSAE:
         return out
 
     def state_dict(self) -> dict[str, F64]:
-        """Parameters under sae-lens names (what :func:`semot.matching.baselines.sae_match` reads)."""
+        """Parameters under sae-lens names (as semot.matching.baselines.sae_match reads them)."""
         return {
             "W_enc": self.W_enc,
             "b_enc": self.b_enc,
