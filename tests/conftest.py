@@ -14,6 +14,28 @@ STRICT_OPTIONAL = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or (
 )
 
 
+# Skips CI accepts: a GPU test on a machine without one. Any other skip in CI means something
+# CI should have installed (a system package, an extra) is missing: the session fails.
+ALLOWED_CI_SKIPS = ("no gpu", "cuda")
+_SKIPS: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        _SKIPS.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not STRICT_OPTIONAL:
+        return
+    bad = [(n, r) for n, r in _SKIPS if not any(a in r.lower() for a in ALLOWED_CI_SKIPS)]
+    if bad:
+        lines = "\n".join(f"  {n}: {r}" for n, r in bad)
+        print(f"\nERROR: {len(bad)} test(s) skipped in CI for a reason other than no GPU:\n{lines}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def optional_import(name: str) -> ModuleType:
     """Import an optional dependency: skip the tests without it, except in CI (fail)."""
     if STRICT_OPTIONAL:
