@@ -5,7 +5,8 @@
 //! releases the GIL and maps [`Error`] to Python exceptions.
 //!
 //! * [`clouds`]: ragged weighted point clouds in CSR form and their validation.
-//! * [`projections`]: seeded random directions on the sphere (explicit RNG algorithm).
+//! * [`projections`]: seeded random directions on the sphere (explicit RNG algorithm) and the
+//!   validated projection matrix [`Projections`].
 //! * [`sliced`]: exact sliced Wasserstein distances (one pair, all pairs, candidate pairs).
 //! * [`quantile`]: quantile embeddings and the matrix-product path for many pairs.
 //! * [`sinkhorn`]: log-domain entropic OT with epsilon scaling, and the Sinkhorn divergence.
@@ -30,3 +31,4 @@ pub use clouds::CloudsView;
 pub use error::{Error, Result};
 pub use float::Real;
 pub use parallel::Executor;
+pub use projections::Projections;

@@ -17,7 +17,8 @@ use crate::clouds::CloudsView;
 use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::parallel::Executor;
-use crate::sliced::{condensed_rows, Projections};
+use crate::projections::Projections;
+use crate::sliced::condensed_rows;
 use crate::wasserstein1d::check_p;
 
 /// Clouds embedded per chunk of work.

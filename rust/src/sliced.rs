@@ -11,13 +11,11 @@
 //! an aligned difference of sorted values, and for `p = 2` the whole matrix of distances is a
 //! matrix product (see [`crate::quantile`]).
 
-use ndarray::ArrayView2;
-
 use crate::clouds::{check_pairs, CloudsView};
 use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::parallel::Executor;
-use crate::projections::check_projections;
+use crate::projections::Projections;
 use crate::quantile;
 use crate::wasserstein1d::{check_p, sorted_representation, Cost, Pn, P1, P2};
 
@@ -36,68 +34,6 @@ macro_rules! with_cost {
             $body
         }
     }};
-}
-
-/// A projection matrix: row-major `(d, n_projections)`, one direction per column.
-#[derive(Debug, Clone, Copy)]
-pub struct Projections<'a, T> {
-    data: &'a [T],
-    dim: usize,
-    n_projections: usize,
-}
-
-impl<'a, T: Real> Projections<'a, T> {
-    /// Validates the matrix (shape, finite entries, no zero column).
-    ///
-    /// # Errors
-    /// [`Error::Shape`] or [`Error::InvalidArgument`] naming `projections`.
-    pub fn new(data: &'a [T], dim: usize, n_projections: usize) -> Result<Self> {
-        check_projections(data, dim, n_projections)?;
-        Ok(Self {
-            data,
-            dim,
-            n_projections,
-        })
-    }
-
-    /// Number of directions `L`.
-    pub fn len(&self) -> usize {
-        self.n_projections
-    }
-
-    /// Whether there are no directions (never true for a validated matrix).
-    pub fn is_empty(&self) -> bool {
-        self.n_projections == 0
-    }
-
-    /// Dimension `d` of the directions.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// Projects the `n` points of one cloud: `(L, d) @ (d, n)`, so that row `l` holds the
-    /// `n` projections on direction `l` contiguously.
-    pub(crate) fn project(&self, points: &[T]) -> ndarray::Array2<T> {
-        let n = points.len() / self.dim;
-        let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
-        let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
-            .expect("projection shape");
-        let mut out = ndarray::Array2::zeros((self.n_projections, n));
-        ndarray::linalg::general_mat_mul(T::one(), &p.t(), &x.t(), T::zero(), &mut out);
-        out
-    }
-
-    pub(crate) fn check_dim(&self, name: &str, dim: usize) -> Result<()> {
-        if dim == self.dim {
-            Ok(())
-        } else {
-            Err(Error::shape(
-                "projections",
-                format!("{dim} rows (the dimension of {name})"),
-                format!("{} rows", self.dim),
-            ))
-        }
-    }
 }
 
 /// Every cloud of a set projected on every direction and sorted, ready for merging.

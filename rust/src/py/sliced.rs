@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 
 use super::{contiguous, csr, detached, to_pyerr, with_dtype, Array1, Array2, Csr, CsrSet};
 use crate::float::Real;
-use crate::sliced::{self, Projections};
-use crate::{quantile, wasserstein1d};
+use crate::projections::Projections;
+use crate::{quantile, sliced, wasserstein1d};
 
 fn dtype_mismatch() -> PyErr {
     PyTypeError::new_err("projections must have the dtype of the points (float32 or float64)")
