@@ -192,28 +192,6 @@ impl<'a, T: Real> CloudsView<'a, T> {
     }
 }
 
-/// Checks a `(K, 2)` array of pair indices against the sizes of the two sets.
-pub(crate) fn check_pairs(pairs: &[i64], n_a: usize, n_b: usize) -> Result<()> {
-    if pairs.len() % 2 != 0 {
-        return Err(Error::shape(
-            "pairs",
-            "shape (K, 2)",
-            format!("{} values", pairs.len()),
-        ));
-    }
-    for (k, pair) in pairs.chunks_exact(2).enumerate() {
-        for (side, (&idx, n)) in pair.iter().zip([n_a, n_b]).enumerate() {
-            if idx < 0 || idx as usize >= n {
-                return Err(Error::arg(
-                    "pairs",
-                    format!("pairs[{k}, {side}] = {idx} is out of range for {n} clouds"),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,12 +226,5 @@ mod tests {
             CloudsView::new("A", &nan, 2, &w, &[0, 1, 2]),
             Err(Error::InvalidCloud { cloud: 0, .. })
         ));
-    }
-
-    #[test]
-    fn pairs_checked() {
-        assert!(check_pairs(&[0, 1, 1, 0], 2, 2).is_ok());
-        assert!(check_pairs(&[0, 2], 2, 2).is_err());
-        assert!(check_pairs(&[-1, 0], 2, 2).is_err());
     }
 }

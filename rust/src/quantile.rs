@@ -16,9 +16,9 @@
 use crate::clouds::CloudsView;
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::pairs::{condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
-use crate::sliced::condensed_rows;
 use crate::wasserstein1d::check_p;
 
 /// Clouds embedded per chunk of work.
@@ -290,7 +290,7 @@ pub fn euclidean_pdist<T: Real>(
     subtract(&mut e, &centre);
     let n = e.len() / width;
     let norms = sq_norms(&e, width);
-    let mut out = vec![0.0f64; n * n.saturating_sub(1) / 2];
+    let mut out = vec![0.0f64; condensed_len(n)];
     let pieces = condensed_rows(&mut out, n, GEMM_ROWS);
     exec.each(pieces, |_, (i0, piece)| {
         let i1 = (i0 + GEMM_ROWS).min(n);
@@ -390,7 +390,7 @@ pub fn minkowski_pdist<T: Real>(
         return euclidean_pdist(e, width, exec);
     }
     let n = e.len() / width;
-    let mut out = vec![0.0f64; n * n.saturating_sub(1) / 2];
+    let mut out = vec![0.0f64; condensed_len(n)];
     let pieces = condensed_rows(&mut out, n, 16);
     exec.each(pieces, |_, (i0, piece)| {
         let mut k = 0;

@@ -11,9 +11,10 @@
 //! an aligned difference of sorted values, and for `p = 2` the whole matrix of distances is a
 //! matrix product (see [`crate::quantile`]).
 
-use crate::clouds::{check_pairs, CloudsView};
+use crate::clouds::CloudsView;
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::pairs::{check_pairs, condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
 use crate::quantile;
@@ -329,7 +330,7 @@ pub fn pdist<T: Real>(
 ) -> Result<Vec<f64>> {
     check_p(p)?;
     let n = a.len();
-    let total = n * n.saturating_sub(1) / 2;
+    let total = condensed_len(n);
     if p == 2.0 && total >= GEMM_MIN_PAIRS {
         if let Some(size) = uniform_equal(&[a]) {
             let e = quantile::embedding(a, "A", proj, size, 2.0, exec)?;
@@ -351,22 +352,6 @@ pub fn pdist<T: Real>(
         })
     })?;
     Ok(out)
-}
-
-/// Splits a condensed `pdist` buffer into the pieces of consecutive blocks of `rows` rows.
-pub(crate) fn condensed_rows(out: &mut [f64], n: usize, rows: usize) -> Vec<(usize, &mut [f64])> {
-    let mut pieces = Vec::new();
-    let mut rest = out;
-    let mut i0 = 0;
-    while i0 < n {
-        let i1 = (i0 + rows).min(n);
-        let len: usize = (i0..i1).map(|i| n - 1 - i).sum();
-        let (piece, tail) = rest.split_at_mut(len);
-        pieces.push((i0, piece));
-        rest = tail;
-        i0 = i1;
-    }
-    pieces
 }
 
 /// `SW_p` for the given `(K, 2)` pairs (row-major) of indices into `a` and `b`.

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use super::{contiguous, detached, to_pyerr, Array1};
 use crate::error::Error;
 use crate::linkage::{self, MergeTree};
+use crate::pairs::n_from_condensed;
 
 /// The data of a `(K, 2)` index array, or an error naming `name`.
 fn pair_data<'a>(a: &'a PyReadonlyArray2<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
@@ -117,14 +118,14 @@ pub(crate) fn merge_by_threshold<'py>(
     let labels = match &condensed_distances {
         Array1::F32(a) => {
             let d = vector(a, NAME)?;
-            let n = linkage::n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
+            let n = n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
             detached(py, n_threads, |exec| {
                 linkage::merge_by_threshold(n, d, threshold, exec)
             })?
         }
         Array1::F64(a) => {
             let d = vector(a, NAME)?;
-            let n = linkage::n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
+            let n = n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
             detached(py, n_threads, |exec| {
                 linkage::merge_by_threshold(n, d, threshold, exec)
             })?
