@@ -23,8 +23,12 @@ use crate::wasserstein1d::check_p;
 
 /// Clouds embedded per chunk of work.
 const EMBED_CHUNK: usize = 16;
-/// Output rows per matrix-product block. Fixed, so results do not depend on the thread count.
-const GEMM_ROWS: usize = 128;
+/// Output rows per matrix-product block of [`euclidean_cdist`] and [`euclidean_pdist`]. Fixed,
+/// so results do not depend on the thread count. Part of the contract with the Python package,
+/// exported as `semot._core.GEMM_ROWS`: the distributed driver starts its row stripes at
+/// multiples of it, so that every block, hence every rounding, is the one of a
+/// single-process call.
+pub const GEMM_ROWS: usize = 128;
 
 /// Computes quantile embeddings of the clouds of one set, on demand.
 #[derive(Debug, Clone, Copy)]

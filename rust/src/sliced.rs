@@ -275,8 +275,12 @@ fn uniform_equal<T: Real>(sets: &[&CloudsView<'_, T>]) -> Option<usize> {
 /// `TILE_COLS` so that a few clouds of each side stay in cache.
 const TILE_ROWS: usize = 8;
 const TILE_COLS: usize = 8;
-/// Below this many pairs the matrix-product path is not worth its setup.
-const GEMM_MIN_PAIRS: usize = 4096;
+/// From this many pairs on, [`cdist`] and [`pdist`] with `p = 2` take the matrix-product path
+/// of [`crate::quantile`] when every cloud has uniform weights and the same size (below it the
+/// path is not worth its setup). Part of the contract with the Python package, exported as
+/// `semot._core.GEMM_MIN_PAIRS`: the distributed driver sends each block down the path the
+/// whole call would take, so that its results are bit-identical to a single-process call.
+pub const GEMM_MIN_PAIRS: usize = 4096;
 
 /// `SW_p` between every cloud of `a` and every cloud of `b`, row-major `(len(a), len(b))`.
 ///

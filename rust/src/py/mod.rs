@@ -193,6 +193,9 @@ mod _core {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        m.add("__version__", env!("CARGO_PKG_VERSION"))
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // Block sizes the distributed driver must follow for bit-identical results.
+        m.add("GEMM_ROWS", crate::quantile::GEMM_ROWS)?;
+        m.add("GEMM_MIN_PAIRS", crate::sliced::GEMM_MIN_PAIRS)
     }
 }
