@@ -192,6 +192,22 @@ impl<'a, T: Real> CloudsView<'a, T> {
     }
 }
 
+/// Checks that the points of `b` have the dimension of the points of `a` (errors name `B`).
+///
+/// # Errors
+/// [`Error::Shape`] naming `B` when the dimensions differ.
+pub(crate) fn check_same_dim<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, T>) -> Result<()> {
+    if a.dim() == b.dim() {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            "B",
+            format!("points of dimension {} (the dimension of A)", a.dim()),
+            format!("dimension {}", b.dim()),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +237,10 @@ mod tests {
             CloudsView::new("A", &pts, 2, &[0.0, 0.0], &[0, 2]),
             Err(Error::InvalidCloud { cloud: 0, .. })
         ));
+        let a = CloudsView::new("A", &pts, 2, &w, &[0, 2]).unwrap();
+        let b = CloudsView::new("B", &pts, 1, &[1.0; 4], &[0, 4]).unwrap();
+        assert!(check_same_dim(&a, &a).is_ok());
+        assert!(matches!(check_same_dim(&a, &b), Err(Error::Shape { .. })));
         let nan = [0.0, f64::NAN, 2.0, 3.0];
         assert!(matches!(
             CloudsView::new("A", &nan, 2, &w, &[0, 1, 2]),

@@ -45,7 +45,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::clouds::CloudsView;
+use crate::clouds::{check_same_dim, CloudsView};
 use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::pairs::{check_pairs, condensed_len, condensed_pair};
@@ -797,13 +797,7 @@ where
     params.validate()?;
     let dim = a.dim();
     if let Some(b) = b {
-        if b.dim() != dim {
-            return Err(Error::shape(
-                "B",
-                format!("points of dimension {dim} (as A)"),
-                format!("dimension {}", b.dim()),
-            ));
-        }
+        check_same_dim(a, b)?;
     }
     if n_out == 0 {
         return Ok((Vec::new(), Vec::new(), Vec::new()));

@@ -11,8 +11,8 @@
 //! an aligned difference of sorted values, and for `p = 2` the whole matrix of distances is a
 //! matrix product (see [`crate::quantile`]).
 
-use crate::clouds::CloudsView;
-use crate::error::{Error, Result};
+use crate::clouds::{check_same_dim, CloudsView};
+use crate::error::Result;
 use crate::float::Real;
 use crate::pairs::{check_pairs, condensed_len, condensed_rows};
 use crate::parallel::Executor;
@@ -56,8 +56,9 @@ impl<T: Real> Sorted<T> {
     /// Projects and sorts every cloud once (in parallel over clouds).
     ///
     /// # Errors
-    /// [`Error::Shape`] when the projection matrix does not match the clouds' dimension;
-    /// [`Error::Interrupted`] when the executor's interrupt check fires.
+    /// [`Error::Shape`](crate::Error::Shape) when the projection matrix does not match the
+    /// clouds' dimension; [`Error::Interrupted`](crate::Error::Interrupted) when the
+    /// executor's interrupt check fires.
     pub fn new(
         clouds: &CloudsView<'_, T>,
         name: &str,
@@ -442,18 +443,6 @@ impl<T: Real> Sorted<T> {
         }
         let view = CloudsView::new(name, &pts, d, &w, &offs)?;
         Self::new(&view, name, proj, exec)
-    }
-}
-
-fn check_same_dim<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, T>) -> Result<()> {
-    if a.dim() == b.dim() {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            "B",
-            format!("points of dimension {} (the dimension of A)", a.dim()),
-            format!("dimension {}", b.dim()),
-        ))
     }
 }
 
