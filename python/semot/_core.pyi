@@ -9,6 +9,10 @@ _I = npt.NDArray[np.int64]
 _D = npt.NDArray[np.float64]
 
 __version__: str
+# Rows per matrix-product block of the quantile/Gram kernels (row stripes start at multiples).
+GEMM_ROWS: int
+# Pairs from which sliced cdist/pdist (p = 2, uniform equal-size clouds) use the matrix product.
+GEMM_MIN_PAIRS: int
 
 # --- sliced Wasserstein and quantile embeddings -------------------------------------------
 def random_projections(d: int, n_projections: int, seed: int) -> _D: ...

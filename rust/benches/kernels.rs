@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use semot::projections::{random_directions, Xoshiro256pp};
-use semot::sliced::{cdist, Projections, Sorted};
+use semot::projections::{random_directions, Projections, Xoshiro256pp};
+use semot::sliced::{cdist, Sorted};
 use semot::wasserstein1d::P2;
 use semot::{CloudsView, Executor};
 

@@ -192,26 +192,20 @@ impl<'a, T: Real> CloudsView<'a, T> {
     }
 }
 
-/// Checks a `(K, 2)` array of pair indices against the sizes of the two sets.
-pub(crate) fn check_pairs(pairs: &[i64], n_a: usize, n_b: usize) -> Result<()> {
-    if pairs.len() % 2 != 0 {
-        return Err(Error::shape(
-            "pairs",
-            "shape (K, 2)",
-            format!("{} values", pairs.len()),
-        ));
+/// Checks that the points of `b` have the dimension of the points of `a` (errors name `B`).
+///
+/// # Errors
+/// [`Error::Shape`] naming `B` when the dimensions differ.
+pub(crate) fn check_same_dim<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, T>) -> Result<()> {
+    if a.dim() == b.dim() {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            "B",
+            format!("points of dimension {} (the dimension of A)", a.dim()),
+            format!("dimension {}", b.dim()),
+        ))
     }
-    for (k, pair) in pairs.chunks_exact(2).enumerate() {
-        for (side, (&idx, n)) in pair.iter().zip([n_a, n_b]).enumerate() {
-            if idx < 0 || idx as usize >= n {
-                return Err(Error::arg(
-                    "pairs",
-                    format!("pairs[{k}, {side}] = {idx} is out of range for {n} clouds"),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -243,17 +237,14 @@ mod tests {
             CloudsView::new("A", &pts, 2, &[0.0, 0.0], &[0, 2]),
             Err(Error::InvalidCloud { cloud: 0, .. })
         ));
+        let a = CloudsView::new("A", &pts, 2, &w, &[0, 2]).unwrap();
+        let b = CloudsView::new("B", &pts, 1, &[1.0; 4], &[0, 4]).unwrap();
+        assert!(check_same_dim(&a, &a).is_ok());
+        assert!(matches!(check_same_dim(&a, &b), Err(Error::Shape { .. })));
         let nan = [0.0, f64::NAN, 2.0, 3.0];
         assert!(matches!(
             CloudsView::new("A", &nan, 2, &w, &[0, 1, 2]),
             Err(Error::InvalidCloud { cloud: 0, .. })
         ));
-    }
-
-    #[test]
-    fn pairs_checked() {
-        assert!(check_pairs(&[0, 1, 1, 0], 2, 2).is_ok());
-        assert!(check_pairs(&[0, 2], 2, 2).is_err());
-        assert!(check_pairs(&[-1, 0], 2, 2).is_err());
     }
 }

@@ -5,10 +5,13 @@
 //! releases the GIL and maps [`Error`] to Python exceptions.
 //!
 //! * [`clouds`]: ragged weighted point clouds in CSR form and their validation.
-//! * [`projections`]: seeded random directions on the sphere (explicit RNG algorithm).
+//! * [`projections`]: seeded random directions on the sphere (explicit RNG algorithm) and the
+//!   validated projection matrix [`Projections`].
 //! * [`sliced`]: exact sliced Wasserstein distances (one pair, all pairs, candidate pairs).
 //! * [`quantile`]: quantile embeddings and the matrix-product path for many pairs.
 //! * [`sinkhorn`]: log-domain entropic OT with epsilon scaling, and the Sinkhorn divergence.
+//! * [`pairs`]: the condensed (`pdist`) order of pairs within a set, and checks of `(K, 2)`
+//!   index arrays.
 //! * [`linkage`]: union-find, connected components and single-linkage merge trees.
 //! * [`parallel`]: the thread-pool and chunked driver shared by every bulk kernel.
 
@@ -16,6 +19,7 @@ pub mod clouds;
 pub mod error;
 pub mod float;
 pub mod linkage;
+pub mod pairs;
 pub mod parallel;
 pub mod projections;
 pub mod quantile;
@@ -30,3 +34,4 @@ pub use clouds::CloudsView;
 pub use error::{Error, Result};
 pub use float::Real;
 pub use parallel::Executor;
+pub use projections::Projections;

@@ -13,6 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::pairs::{check_node_pairs, condensed_len, condensed_row_start};
 use crate::parallel::Executor;
 
 /// Disjoint sets over `0..n` with path halving and union by size.
@@ -99,28 +100,6 @@ impl UnionFind {
     }
 }
 
-/// Checks that `pairs` is a row-major `K x 2` index array with entries in `0..n`; returns `K`.
-fn check_pairs(name: &str, n: usize, pairs: &[i64]) -> Result<usize> {
-    if pairs.len() % 2 != 0 {
-        return Err(Error::shape(
-            name,
-            "a row-major (K, 2) array (even length)",
-            format!("length {}", pairs.len()),
-        ));
-    }
-    for (row, pair) in pairs.chunks_exact(2).enumerate() {
-        for &v in pair {
-            if v < 0 || v as u64 >= n as u64 {
-                return Err(Error::arg(
-                    name,
-                    format!("row {row}: index {v} out of range for n = {n}"),
-                ));
-            }
-        }
-    }
-    Ok(pairs.len() / 2)
-}
-
 /// Canonical connected-component labels of the graph on `0..n` with the given edges.
 ///
 /// `edges` is a row-major `K x 2` array of node indices; self-loops and repeated edges are
@@ -130,7 +109,7 @@ fn check_pairs(name: &str, n: usize, pairs: &[i64]) -> Result<usize> {
 /// [`Error::Shape`] when `edges` has odd length, [`Error::InvalidArgument`] naming `edges`
 /// and the row when an index is outside `0..n`.
 pub fn connected_components(n: usize, edges: &[i64]) -> Result<Vec<i64>> {
-    check_pairs("edges", n, edges)?;
+    check_node_pairs("edges", n, edges)?;
     let mut uf = UnionFind::new(n);
     for e in edges.chunks_exact(2) {
         uf.union(e[0] as usize, e[1] as usize);
@@ -341,7 +320,7 @@ pub fn single_linkage(n: usize, pairs: &[i64], distances: &[f64]) -> Result<Merg
     if n == 0 {
         return Err(Error::arg("n", "must be >= 1"));
     }
-    let k = check_pairs("pairs", n, pairs)?;
+    let k = check_node_pairs("pairs", n, pairs)?;
     if distances.len() != k {
         return Err(Error::shape(
             "distances",
@@ -394,37 +373,13 @@ fn check_distances<T: Real>(name: &str, d: &[T]) -> Result<()> {
     }
 }
 
-/// The number of points `n` whose condensed distance vector has length `m = n (n - 1) / 2`
-/// (`m == 0` gives `n = 1`).
-///
-/// # Errors
-/// [`Error::Shape`] naming `name` when `m` is not a triangular number.
-pub fn n_from_condensed(name: &str, m: usize) -> Result<usize> {
-    // Integer square root of 8m + 1, corrected for floating-point error.
-    let disc = 8 * (m as u128) + 1;
-    let mut s = (disc as f64).sqrt() as u128;
-    while s * s > disc {
-        s -= 1;
-    }
-    while (s + 1) * (s + 1) <= disc {
-        s += 1;
-    }
-    if s * s != disc {
-        return Err(Error::shape(
-            name,
-            "a condensed distance vector of length n (n - 1) / 2",
-            format!("length {m}, which is not of that form"),
-        ));
-    }
-    Ok(s.div_ceil(2) as usize)
-}
-
 /// Condensed entries handled by one chunk of [`merge_by_threshold`].
 const CONDENSED_CHUNK: usize = 1 << 20;
 
 /// Canonical labels of single linkage cut at `threshold`, i.e. the connected components of the
 /// graph joining `i < j` when `condensed[idx(i, j)] <= threshold`, where `condensed` is in
-/// scipy `pdist` order (`idx(i, j) = n i - i (i + 1) / 2 + j - i - 1`).
+/// scipy `pdist` order (`idx(i, j) = n i - i (i + 1) / 2 + j - i - 1`, see
+/// [`crate::pairs::condensed_index`]).
 ///
 /// The vector is scanned directly in parallel chunks (no pair list is built); each chunk
 /// keeps only a spanning forest of its edges, so memory stays `O(n)` per chunk. The result is
@@ -449,23 +404,19 @@ pub fn merge_by_threshold<T: Real>(
     if n < 1 || n as u128 * (n as u128 - 1) / 2 != m as u128 {
         return Err(Error::shape(
             NAME,
-            format!(
-                "length n (n - 1) / 2 = {} for n = {n}",
-                n * n.saturating_sub(1) / 2
-            ),
+            format!("length n (n - 1) / 2 = {} for n = {n}", condensed_len(n)),
             format!("length {m}"),
         ));
     }
-    let row_start = |i: usize| i * (2 * n - i - 1) / 2;
     let n_chunks = m.div_ceil(CONDENSED_CHUNK);
     let chunks = exec.map(n_chunks, |c| {
         let start = c * CONDENSED_CHUNK;
         let end = (start + CONDENSED_CHUNK).min(m);
-        // The row holding `start`: the last i with row_start(i) <= start.
+        // The row holding `start`: the last i whose row starts at or before `start`.
         let (mut lo, mut hi) = (0, n - 1);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if row_start(mid) <= start {
+            if condensed_row_start(n, mid) <= start {
                 lo = mid;
             } else {
                 hi = mid;
@@ -476,7 +427,7 @@ pub fn merge_by_threshold<T: Real>(
         let mut i = lo;
         let mut pos = start;
         while pos < end {
-            let rs = row_start(i);
+            let rs = condensed_row_start(n, i);
             let row_end = (rs + n - 1 - i).min(end);
             let row = &condensed[pos..row_end];
             // Branch-free check first (vectorises); locate the culprit only on failure.
@@ -522,6 +473,7 @@ pub fn merge_by_threshold<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pairs::condensed_index;
     use proptest::prelude::*;
     use std::collections::VecDeque;
 
@@ -569,10 +521,6 @@ mod tests {
             }
         }
         true
-    }
-
-    fn condensed_index(n: usize, i: usize, j: usize) -> usize {
-        n * i - i * (i + 1) / 2 + j - i - 1
     }
 
     #[test]
@@ -673,16 +621,6 @@ mod tests {
         for bad in bad_cases {
             assert!(MergeTree::from_linkage("m", 3, bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn condensed_sizes() {
-        assert_eq!(n_from_condensed("c", 0).unwrap(), 1);
-        assert_eq!(n_from_condensed("c", 1).unwrap(), 2);
-        assert_eq!(n_from_condensed("c", 3).unwrap(), 3);
-        assert_eq!(n_from_condensed("c", 20_000 * 19_999 / 2).unwrap(), 20_000);
-        assert!(n_from_condensed("c", 2).is_err());
-        assert!(n_from_condensed("c", 20_000 * 19_999 / 2 + 1).is_err());
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Random directions on the unit sphere, drawn with an explicitly specified generator.
+//! Projection matrices: random directions on the unit sphere, drawn with an explicitly
+//! specified generator, and the validated [`Projections`] view that the sliced
+//! ([`crate::sliced`]) and quantile ([`crate::quantile`]) kernels project clouds with.
 //!
 //! The algorithm is fixed so that a seed means the same directions on every platform and in
 //! every version: the 64-bit seed initialises a SplitMix64 stream, whose first four outputs
@@ -6,6 +8,8 @@
 //! two 53-bit uniforms (both outputs used, in order), drawn column by column; each column is
 //! then divided by its Euclidean norm. The matrix has shape `(d, L)`: column `l` is direction
 //! `l`, the convention of POT's `projections=` argument.
+
+use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
 use crate::float::Real;
@@ -126,6 +130,70 @@ pub fn check_projections<T: Real>(proj: &[T], d: usize, n_projections: usize) ->
         }
     }
     Ok(())
+}
+
+/// A validated projection matrix: row-major `(d, n_projections)`, one direction per column
+/// (checked by [`check_projections`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Projections<'a, T> {
+    data: &'a [T],
+    dim: usize,
+    n_projections: usize,
+}
+
+impl<'a, T: Real> Projections<'a, T> {
+    /// Validates the matrix (shape, finite entries, no zero column).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] or [`Error::InvalidArgument`] naming `projections`.
+    pub fn new(data: &'a [T], dim: usize, n_projections: usize) -> Result<Self> {
+        check_projections(data, dim, n_projections)?;
+        Ok(Self {
+            data,
+            dim,
+            n_projections,
+        })
+    }
+
+    /// Number of directions `L`.
+    pub fn len(&self) -> usize {
+        self.n_projections
+    }
+
+    /// Whether there are no directions (never true for a validated matrix).
+    pub fn is_empty(&self) -> bool {
+        self.n_projections == 0
+    }
+
+    /// Dimension `d` of the directions.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Projects the `n` points of one cloud: `(L, d) @ (d, n)`, so that row `l` holds the
+    /// `n` projections on direction `l` contiguously.
+    pub(crate) fn project(&self, points: &[T]) -> ndarray::Array2<T> {
+        let n = points.len() / self.dim;
+        let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
+        let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
+            .expect("projection shape");
+        let mut out = ndarray::Array2::zeros((self.n_projections, n));
+        ndarray::linalg::general_mat_mul(T::one(), &p.t(), &x.t(), T::zero(), &mut out);
+        out
+    }
+
+    /// Checks that the directions have the dimension `dim` of the points of the set `name`.
+    pub(crate) fn check_dim(&self, name: &str, dim: usize) -> Result<()> {
+        if dim == self.dim {
+            Ok(())
+        } else {
+            Err(Error::shape(
+                "projections",
+                format!("{dim} rows (the dimension of {name})"),
+                format!("{} rows", self.dim),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,14 +16,19 @@
 use crate::clouds::CloudsView;
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::pairs::{condensed_len, condensed_rows};
 use crate::parallel::Executor;
-use crate::sliced::{condensed_rows, Projections};
+use crate::projections::Projections;
 use crate::wasserstein1d::check_p;
 
 /// Clouds embedded per chunk of work.
 const EMBED_CHUNK: usize = 16;
-/// Output rows per matrix-product block. Fixed, so results do not depend on the thread count.
-const GEMM_ROWS: usize = 128;
+/// Output rows per matrix-product block of [`euclidean_cdist`] and [`euclidean_pdist`]. Fixed,
+/// so results do not depend on the thread count. Part of the contract with the Python package,
+/// exported as `semot._core.GEMM_ROWS`: the distributed driver starts its row stripes at
+/// multiples of it, so that every block, hence every rounding, is the one of a
+/// single-process call.
+pub const GEMM_ROWS: usize = 128;
 
 /// Computes quantile embeddings of the clouds of one set, on demand.
 #[derive(Debug, Clone, Copy)]
@@ -289,7 +294,7 @@ pub fn euclidean_pdist<T: Real>(
     subtract(&mut e, &centre);
     let n = e.len() / width;
     let norms = sq_norms(&e, width);
-    let mut out = vec![0.0f64; n * n.saturating_sub(1) / 2];
+    let mut out = vec![0.0f64; condensed_len(n)];
     let pieces = condensed_rows(&mut out, n, GEMM_ROWS);
     exec.each(pieces, |_, (i0, piece)| {
         let i1 = (i0 + GEMM_ROWS).min(n);
@@ -389,7 +394,7 @@ pub fn minkowski_pdist<T: Real>(
         return euclidean_pdist(e, width, exec);
     }
     let n = e.len() / width;
-    let mut out = vec![0.0f64; n * n.saturating_sub(1) / 2];
+    let mut out = vec![0.0f64; condensed_len(n)];
     let pieces = condensed_rows(&mut out, n, 16);
     exec.each(pieces, |_, (i0, piece)| {
         let mut k = 0;

@@ -45,9 +45,10 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::clouds::{check_pairs, CloudsView};
+use crate::clouds::{check_same_dim, CloudsView};
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::pairs::{check_pairs, condensed_len, condensed_pair};
 use crate::parallel::Executor;
 
 /// Parameters of the entropic problem and of the solver.
@@ -796,13 +797,7 @@ where
     params.validate()?;
     let dim = a.dim();
     if let Some(b) = b {
-        if b.dim() != dim {
-            return Err(Error::shape(
-                "B",
-                format!("points of dimension {dim} (as A)"),
-                format!("dimension {}", b.dim()),
-            ));
-        }
+        check_same_dim(a, b)?;
     }
     if n_out == 0 {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
@@ -866,25 +861,6 @@ pub fn sinkhorn_cdist<T: Real>(
     run_bulk(a, Some(b), a.len() * nb, |k| (k / nb, k % nb), params, exec)
 }
 
-/// The pair `(i, j)`, `i < j`, at position `k` of the condensed upper triangle of `n` items
-/// (scipy `pdist` order).
-fn condensed_pair(n: usize, k: usize) -> (usize, usize) {
-    // Row i starts at i*n - i*(i+1)/2; find the last start <= k by a float guess, then fix up.
-    let row_start = |i: usize| i * n - i * (i + 1) / 2;
-    let nf = n as f64;
-    let kf = k as f64;
-    let disc = ((2.0 * nf - 1.0) * (2.0 * nf - 1.0) - 8.0 * kf).max(0.0);
-    let mut i = (((2.0 * nf - 1.0) - disc.sqrt()) / 2.0).floor().max(0.0) as usize;
-    i = i.min(n.saturating_sub(2));
-    while i > 0 && row_start(i) > k {
-        i -= 1;
-    }
-    while i + 1 < n - 1 && row_start(i + 1) <= k {
-        i += 1;
-    }
-    (i, i + 1 + (k - row_start(i)))
-}
-
 /// All pairs within one set, as the condensed upper triangle in scipy `pdist` order
 /// `(0,1), (0,2), ..., (1,2), ...` (length `N (N - 1) / 2`).
 ///
@@ -896,7 +872,7 @@ pub fn sinkhorn_pdist<T: Real>(
     exec: &Executor<'_>,
 ) -> Result<BulkResult> {
     let n = a.len();
-    let n_out = n * n.saturating_sub(1) / 2;
+    let n_out = condensed_len(n);
     run_bulk(a, None, n_out, |k| condensed_pair(n, k), params, exec)
 }
 
@@ -1087,19 +1063,6 @@ mod tests {
         let pr = sinkhorn_pairs(&set, &set, &[0, 1, 4, 2], &prm, &Executor::sequential()).unwrap();
         assert_eq!(pr.0, vec![cd.0[1], cd.0[4 * 5 + 2]]);
         assert!(sinkhorn_pairs(&set, &set, &[0, 5], &prm, &Executor::sequential()).is_err());
-    }
-
-    #[test]
-    fn condensed_order() {
-        for n in [2usize, 3, 7, 50] {
-            let mut k = 0;
-            for i in 0..n {
-                for j in i + 1..n {
-                    assert_eq!(condensed_pair(n, k), (i, j));
-                    k += 1;
-                }
-            }
-        }
     }
 
     proptest! {

@@ -11,13 +11,12 @@
 //! an aligned difference of sorted values, and for `p = 2` the whole matrix of distances is a
 //! matrix product (see [`crate::quantile`]).
 
-use ndarray::ArrayView2;
-
-use crate::clouds::{check_pairs, CloudsView};
-use crate::error::{Error, Result};
+use crate::clouds::{check_same_dim, CloudsView};
+use crate::error::Result;
 use crate::float::Real;
+use crate::pairs::{check_pairs, condensed_len, condensed_rows};
 use crate::parallel::Executor;
-use crate::projections::check_projections;
+use crate::projections::Projections;
 use crate::quantile;
 use crate::wasserstein1d::{check_p, sorted_representation, Cost, Pn, P1, P2};
 
@@ -36,68 +35,6 @@ macro_rules! with_cost {
             $body
         }
     }};
-}
-
-/// A projection matrix: row-major `(d, n_projections)`, one direction per column.
-#[derive(Debug, Clone, Copy)]
-pub struct Projections<'a, T> {
-    data: &'a [T],
-    dim: usize,
-    n_projections: usize,
-}
-
-impl<'a, T: Real> Projections<'a, T> {
-    /// Validates the matrix (shape, finite entries, no zero column).
-    ///
-    /// # Errors
-    /// [`Error::Shape`] or [`Error::InvalidArgument`] naming `projections`.
-    pub fn new(data: &'a [T], dim: usize, n_projections: usize) -> Result<Self> {
-        check_projections(data, dim, n_projections)?;
-        Ok(Self {
-            data,
-            dim,
-            n_projections,
-        })
-    }
-
-    /// Number of directions `L`.
-    pub fn len(&self) -> usize {
-        self.n_projections
-    }
-
-    /// Whether there are no directions (never true for a validated matrix).
-    pub fn is_empty(&self) -> bool {
-        self.n_projections == 0
-    }
-
-    /// Dimension `d` of the directions.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// Projects the `n` points of one cloud: `(L, d) @ (d, n)`, so that row `l` holds the
-    /// `n` projections on direction `l` contiguously.
-    pub(crate) fn project(&self, points: &[T]) -> ndarray::Array2<T> {
-        let n = points.len() / self.dim;
-        let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
-        let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
-            .expect("projection shape");
-        let mut out = ndarray::Array2::zeros((self.n_projections, n));
-        ndarray::linalg::general_mat_mul(T::one(), &p.t(), &x.t(), T::zero(), &mut out);
-        out
-    }
-
-    pub(crate) fn check_dim(&self, name: &str, dim: usize) -> Result<()> {
-        if dim == self.dim {
-            Ok(())
-        } else {
-            Err(Error::shape(
-                "projections",
-                format!("{dim} rows (the dimension of {name})"),
-                format!("{} rows", self.dim),
-            ))
-        }
-    }
 }
 
 /// Every cloud of a set projected on every direction and sorted, ready for merging.
@@ -119,8 +56,9 @@ impl<T: Real> Sorted<T> {
     /// Projects and sorts every cloud once (in parallel over clouds).
     ///
     /// # Errors
-    /// [`Error::Shape`] when the projection matrix does not match the clouds' dimension;
-    /// [`Error::Interrupted`] when the executor's interrupt check fires.
+    /// [`Error::Shape`](crate::Error::Shape) when the projection matrix does not match the
+    /// clouds' dimension; [`Error::Interrupted`](crate::Error::Interrupted) when the
+    /// executor's interrupt check fires.
     pub fn new(
         clouds: &CloudsView<'_, T>,
         name: &str,
@@ -338,8 +276,12 @@ fn uniform_equal<T: Real>(sets: &[&CloudsView<'_, T>]) -> Option<usize> {
 /// `TILE_COLS` so that a few clouds of each side stay in cache.
 const TILE_ROWS: usize = 8;
 const TILE_COLS: usize = 8;
-/// Below this many pairs the matrix-product path is not worth its setup.
-const GEMM_MIN_PAIRS: usize = 4096;
+/// From this many pairs on, [`cdist`] and [`pdist`] with `p = 2` take the matrix-product path
+/// of [`crate::quantile`] when every cloud has uniform weights and the same size (below it the
+/// path is not worth its setup). Part of the contract with the Python package, exported as
+/// `semot._core.GEMM_MIN_PAIRS`: the distributed driver sends each block down the path the
+/// whole call would take, so that its results are bit-identical to a single-process call.
+pub const GEMM_MIN_PAIRS: usize = 4096;
 
 /// `SW_p` between every cloud of `a` and every cloud of `b`, row-major `(len(a), len(b))`.
 ///
@@ -393,7 +335,7 @@ pub fn pdist<T: Real>(
 ) -> Result<Vec<f64>> {
     check_p(p)?;
     let n = a.len();
-    let total = n * n.saturating_sub(1) / 2;
+    let total = condensed_len(n);
     if p == 2.0 && total >= GEMM_MIN_PAIRS {
         if let Some(size) = uniform_equal(&[a]) {
             let e = quantile::embedding(a, "A", proj, size, 2.0, exec)?;
@@ -415,22 +357,6 @@ pub fn pdist<T: Real>(
         })
     })?;
     Ok(out)
-}
-
-/// Splits a condensed `pdist` buffer into the pieces of consecutive blocks of `rows` rows.
-pub(crate) fn condensed_rows(out: &mut [f64], n: usize, rows: usize) -> Vec<(usize, &mut [f64])> {
-    let mut pieces = Vec::new();
-    let mut rest = out;
-    let mut i0 = 0;
-    while i0 < n {
-        let i1 = (i0 + rows).min(n);
-        let len: usize = (i0..i1).map(|i| n - 1 - i).sum();
-        let (piece, tail) = rest.split_at_mut(len);
-        pieces.push((i0, piece));
-        rest = tail;
-        i0 = i1;
-    }
-    pieces
 }
 
 /// `SW_p` for the given `(K, 2)` pairs (row-major) of indices into `a` and `b`.
@@ -517,18 +443,6 @@ impl<T: Real> Sorted<T> {
         }
         let view = CloudsView::new(name, &pts, d, &w, &offs)?;
         Self::new(&view, name, proj, exec)
-    }
-}
-
-fn check_same_dim<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, T>) -> Result<()> {
-    if a.dim() == b.dim() {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            "B",
-            format!("points of dimension {} (the dimension of A)", a.dim()),
-            format!("dimension {}", b.dim()),
-        ))
     }
 }
 

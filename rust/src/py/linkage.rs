@@ -1,36 +1,14 @@
 //! Bindings of [`crate::linkage`]: union-find components, single-linkage trees and their cuts.
 
-// pyo3 extracts arguments by value; borrowing them is not an option for `#[pyfunction]`s.
-#![allow(clippy::needless_pass_by_value)]
-
 use numpy::ndarray::Array2;
 use numpy::PyUntypedArrayMethods;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::{contiguous, detached, to_pyerr, Array1};
+use super::{contiguous, contiguous1, detached, index_pairs, to_pyerr, Array1};
 use crate::error::Error;
 use crate::linkage::{self, MergeTree};
-
-/// The data of a `(K, 2)` index array, or an error naming `name`.
-fn pair_data<'a>(a: &'a PyReadonlyArray2<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
-    let shape = a.shape();
-    if shape[1] != 2 {
-        return Err(to_pyerr(Error::shape(
-            name,
-            "shape (K, 2)",
-            format!("shape ({}, {})", shape[0], shape[1]),
-        )));
-    }
-    contiguous(a, name)
-}
-
-/// The data of a 1-D array, or a `ValueError` naming `name`.
-fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    a.as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
-}
+use crate::pairs::n_from_condensed;
 
 /// A validated merge tree from an `(M, 4)` float64 linkage matrix.
 fn tree(n: usize, merges: &PyReadonlyArray2<'_, f64>) -> PyResult<MergeTree> {
@@ -52,7 +30,7 @@ pub(crate) fn connected_components<'py>(
     n: usize,
     edges: PyReadonlyArray2<'py, i64>,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let edges = pair_data(&edges, "edges")?;
+    let edges = index_pairs(&edges, "edges")?;
     let labels = detached(py, Some(1), |_| linkage::connected_components(n, edges))?;
     Ok(labels.into_pyarray(py))
 }
@@ -66,8 +44,8 @@ pub(crate) fn single_linkage<'py>(
     pairs: PyReadonlyArray2<'py, i64>,
     distances: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let pairs = pair_data(&pairs, "pairs")?;
-    let distances = vector(&distances, "distances")?;
+    let pairs = index_pairs(&pairs, "pairs")?;
+    let distances = contiguous1(&distances, "distances")?;
     let flat = detached(py, Some(1), |_| {
         linkage::single_linkage(n, pairs, distances).map(|t| t.to_linkage())
     })?;
@@ -116,15 +94,15 @@ pub(crate) fn merge_by_threshold<'py>(
     const NAME: &str = "condensed_distances";
     let labels = match &condensed_distances {
         Array1::F32(a) => {
-            let d = vector(a, NAME)?;
-            let n = linkage::n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
+            let d = contiguous1(a, NAME)?;
+            let n = n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
             detached(py, n_threads, |exec| {
                 linkage::merge_by_threshold(n, d, threshold, exec)
             })?
         }
         Array1::F64(a) => {
-            let d = vector(a, NAME)?;
-            let n = linkage::n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
+            let d = contiguous1(a, NAME)?;
+            let n = n_from_condensed(NAME, d.len()).map_err(to_pyerr)?;
             detached(py, n_threads, |exec| {
                 linkage::merge_by_threshold(n, d, threshold, exec)
             })?

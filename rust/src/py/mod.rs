@@ -95,12 +95,8 @@ impl<T: Real + numpy::Element> Csr<'_, T> {
             name,
             contiguous(&self.points, name)?,
             dim,
-            self.weights.as_slice().map_err(|_| {
-                PyValueError::new_err(format!("{name}.weights must be C-contiguous"))
-            })?,
-            self.offsets.as_slice().map_err(|_| {
-                PyValueError::new_err(format!("{name}.offsets must be C-contiguous"))
-            })?,
+            contiguous1(&self.weights, &format!("{name}.weights"))?,
+            contiguous1(&self.offsets, &format!("{name}.offsets"))?,
         )
         .map_err(to_pyerr)
     }
@@ -113,6 +109,29 @@ pub(crate) fn contiguous<'a, T: numpy::Element>(
 ) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// The contiguous data of a 1-D array, or a `ValueError` naming the argument.
+pub(crate) fn contiguous1<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// The data of a `(K, 2)` int64 index array, or a `ValueError` naming `name` (wrong number of
+/// columns, not C-contiguous). The indices themselves are checked by the core.
+pub(crate) fn index_pairs<'a>(a: &'a PyReadonlyArray2<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
+    let shape = a.shape();
+    if shape[1] != 2 {
+        return Err(to_pyerr(Error::shape(
+            name,
+            "shape (K, 2)",
+            format!("shape ({}, {})", shape[0], shape[1]),
+        )));
+    }
+    contiguous(a, name)
 }
 
 /// The `TypeError` for sets of clouds of different dtypes.
@@ -193,6 +212,9 @@ mod _core {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        m.add("__version__", env!("CARGO_PKG_VERSION"))
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // Block sizes the distributed driver must follow for bit-identical results.
+        m.add("GEMM_ROWS", crate::quantile::GEMM_ROWS)?;
+        m.add("GEMM_MIN_PAIRS", crate::sliced::GEMM_MIN_PAIRS)
     }
 }

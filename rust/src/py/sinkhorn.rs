@@ -1,11 +1,9 @@
 //! Binding of the Sinkhorn kernels: CSR arrays in, `(values, n_iter, converged)` out.
 
-use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::{contiguous, csr, detached, to_pyerr, with_dtype, Array1, Array2};
+use super::{csr, detached, index_pairs, to_pyerr, with_dtype, Array1, Array2};
 use crate::error::Error;
 use crate::sinkhorn::{self, BulkResult, SinkhornParams};
 
@@ -107,7 +105,6 @@ pub(crate) fn sinkhorn_pdist<'py>(
 
 /// Entropic OT for the pairs `(A[pairs[k, 0]], B[pairs[k, 1]])`.
 #[pyfunction]
-#[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
 #[pyo3(signature = (points_a, weights_a, offsets_a, points_b, weights_b, offsets_b, pairs, reg, p, max_iter, tol, debiased, n_threads=None))]
 pub(crate) fn sinkhorn_pairs<'py>(
     py: Python<'py>,
@@ -126,14 +123,7 @@ pub(crate) fn sinkhorn_pairs<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<Out1<'py>> {
     let prm = params(reg, p, max_iter, tol, debiased)?;
-    if pairs.shape()[1] != 2 {
-        return Err(to_pyerr(Error::shape(
-            "pairs",
-            "shape (K, 2)",
-            format!("{:?}", pairs.shape()),
-        )));
-    }
-    let idx = contiguous(&pairs, "pairs")?;
+    let idx = index_pairs(&pairs, "pairs")?;
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
     with_dtype!((a, b), |T| {

@@ -7,10 +7,13 @@ use numpy::{
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use super::{contiguous, csr, detached, to_pyerr, with_dtype, Array1, Array2, Csr, CsrSet};
+use super::{
+    contiguous, contiguous1, csr, detached, index_pairs, to_pyerr, with_dtype, Array1, Array2, Csr,
+    CsrSet,
+};
 use crate::float::Real;
-use crate::sliced::{self, Projections};
-use crate::{quantile, wasserstein1d};
+use crate::projections::Projections;
+use crate::{quantile, sliced, wasserstein1d};
 
 fn dtype_mismatch() -> PyErr {
     PyTypeError::new_err("projections must have the dtype of the points (float32 or float64)")
@@ -161,7 +164,7 @@ pub(crate) fn sw_pairs<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
-    let idx = contiguous(&pairs, "pairs")?;
+    let idx = index_pairs(&pairs, "pairs")?;
     let out = dispatch!((a, b), projections, |T, pr| {
         let (va, vb, pr) = (a.view("A")?, b.view("B")?, self::projections(&pr)?);
         detached(py, n_threads, |ex| sliced::pairs(&va, &vb, idx, &pr, p, ex))
@@ -257,9 +260,7 @@ fn w1d_impl<T: Real + numpy::Element>(
     p: f64,
 ) -> PyResult<f64> {
     let sl = |a: &PyReadonlyArray1<'_, T>, name: &str| -> PyResult<Vec<T>> {
-        a.as_slice().map(<[T]>::to_vec).map_err(|_| {
-            pyo3::exceptions::PyValueError::new_err(format!("{name} must be C-contiguous"))
-        })
+        contiguous1(a, name).map(<[T]>::to_vec)
     };
     let (u, v) = (sl(u, "u_values")?, sl(v, "v_values")?);
     let uw = uw.map(|w| sl(w, "u_weights")).transpose()?;
