@@ -1,4 +1,4 @@
-"""Overhead of semot.distributed.core against one process, and a projection to a 26-layer model.
+"""Overhead of semot.distributed against one process, and a projection to a 26-layer model.
 
 Usage::
 
@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 import semot
-import semot.distributed.core as sd
-from semot.matching.matcher import knn_euclidean
+import semot.distributed as sd
+from semot.distributed.blocks import DEFAULT_BLOCK
+from semot.matching.search import knn_euclidean
 
 
 def make(n_clouds, n, d, rng, dtype=np.float32):
@@ -55,7 +56,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--block-size", type=int, default=sd.DEFAULT_BLOCK)
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     from distributed import Client, LocalCluster

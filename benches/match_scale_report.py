@@ -17,7 +17,7 @@ The main run uses uniform weights and equal sizes (what semot's weighted reservo
 produces); a second, smaller run (``--general-n-features``, 0 to skip) uses general weights
 (log-normal activations) and sizes from half to all of ``--points``.
 
-Reported for ``semot.match(metric="sliced", k=1, candidates="quantile-knn")``:
+Reported for ``semot.match(distance="sliced", k=1, candidates="quantile-knn")``:
 
 - wall time of each stage of the one ``match`` call (quantile embedding of both sides, exact
   knn candidate search, exact sliced distances on the candidates, building the frame; the
@@ -55,14 +55,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import semot
-import semot.matching.matcher as matching
+import semot.matching.matcher as matcher
+import semot.matching.search as search
 
 STAGES = {
-    # stage name: the function of semot.matching.matcher that match() calls for it
-    "embedding": "sliced_quantile_embedding",
-    "knn": "knn_euclidean",
-    "rerank": "sliced_wasserstein_pairs",
-    "frame": "matches_from_pairs",
+    # stage name: (module, function) that match() calls for it, looked up there at call time
+    "embedding": (search, "sliced_quantile_embedding"),
+    "knn": (search, "knn_euclidean"),
+    "rerank": (matcher, "sliced_wasserstein_pairs"),
+    "frame": (matcher, "matches_from_pairs"),
 }
 
 
@@ -198,9 +199,9 @@ def peak_rss() -> int:
 
 @contextmanager
 def stage_timers() -> Iterator[dict[str, float]]:
-    """Time the functions of semot.matching.matcher that match() calls, one entry per stage."""
+    """Time the functions that match() calls, one entry per stage."""
     times = dict.fromkeys(STAGES, 0.0)
-    saved = {name: getattr(matching, attr) for name, attr in STAGES.items()}
+    saved = {name: getattr(module, attr) for name, (module, attr) in STAGES.items()}
 
     def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -212,13 +213,13 @@ def stage_timers() -> Iterator[dict[str, float]]:
 
         return timed
 
-    for name, attr in STAGES.items():
-        setattr(matching, attr, wrap(name, saved[name]))
+    for name, (module, attr) in STAGES.items():
+        setattr(module, attr, wrap(name, saved[name]))
     try:
         yield times
     finally:
-        for name, attr in STAGES.items():
-            setattr(matching, attr, saved[name])
+        for name, (module, attr) in STAGES.items():
+            setattr(module, attr, saved[name])
 
 
 def run_match(
@@ -239,7 +240,7 @@ def run_match(
         m = semot.match(
             src,
             tgt,
-            metric="sliced",
+            distance="sliced",
             k=1,
             candidates="quantile-knn",
             n_candidates=n_candidates,

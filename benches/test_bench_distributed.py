@@ -1,4 +1,4 @@
-"""pytest-benchmark: semot.distributed.core on a 2-worker LocalCluster against one process.
+"""pytest-benchmark: semot.distributed on a 2-worker LocalCluster against one process.
 
 Measured run:  pytest benches/test_bench_distributed.py --benchmark-enable
 Report:        python benches/distributed_report.py  (overhead and the 26-layer projection)
@@ -17,7 +17,7 @@ pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster
 
-import semot.distributed.core as sd
+import semot.distributed as sd
 
 import distributed_report
 

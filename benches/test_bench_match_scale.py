@@ -36,7 +36,7 @@ def test_match_quantile_knn_recall(benchmark, workload):
         semot.match,
         args=(src, tgt),
         kwargs=dict(
-            metric="sliced",
+            distance="sliced",
             k=1,
             candidates="quantile-knn",
             n_candidates=K,

@@ -23,7 +23,7 @@ from conftest import optional_import
 distributed = optional_import("distributed")
 pd = pytest.importorskip("pandas")
 
-import semot.distributed.core as sd  # noqa: E402 - needs the optional import above
+import semot.distributed as sd  # noqa: E402 - needs the optional import above
 
 
 def clouds(rng, n_clouds, n=10, d=5, uniform=False, dtype=np.float64):
@@ -274,8 +274,8 @@ MATCH_CASES = [
     dict(candidates="quantile-knn", n_candidates=6, threshold="auto"),
     dict(candidates="centroid", n_candidates=6, assignment="one-to-one"),
     dict(candidates="decoder-cosine", n_candidates=6),
-    dict(metric="sinkhorn", candidates="centroid", n_candidates=4),
-    dict(metric="sinkhorn", k=2),
+    dict(distance="sinkhorn", candidates="centroid", n_candidates=4),
+    dict(distance="sinkhorn", k=2),
 ]
 
 
@@ -337,8 +337,42 @@ def test_argument_errors(client, tmp_path):
         sd.sliced_wasserstein_cdist(a, a, client=client, checkpoint=tmp_path, progress=False)
     with pytest.raises(ValueError, match="block_size"):
         sd.sliced_wasserstein_cdist(a, a, client=client, block_size=0, progress=False)
-    with pytest.raises(ValueError, match="metric"):
+    with pytest.raises(ValueError, match="distance"):
+        sd.match(a, a, client=client, distance="cosine")
+    with pytest.raises(ValueError, match="metric"), pytest.warns(DeprecationWarning):
         sd.match(a, a, client=client, metric="cosine")
+
+
+BAD_MATCH_ARGS = [
+    dict(k="3"),
+    dict(k=0),
+    dict(n_candidates=2.5, candidates="centroid"),
+    dict(assignment="best"),
+    dict(distance="w1"),
+    dict(distance="sliced", metric="sliced"),
+    dict(threshold="high"),
+    dict(threshold=[1.0]),
+    dict(margin="big"),
+    dict(margin=1.5),
+    dict(candidates="random"),
+    dict(knn_backend="annoy"),
+    dict(knn_backend="numpy", device="cpu"),
+    dict(n_projections=0),
+    dict(reg="0.1"),
+    dict(candidates="decoder-cosine"),
+]
+
+
+@pytest.mark.parametrize("kw", BAD_MATCH_ARGS, ids=lambda kw: ",".join(map(repr, kw.values())))
+def test_match_and_dask_match_reject_bad_arguments_alike(client, kw):
+    rng = np.random.default_rng(16)
+    a = clouds(rng, 6)
+    with pytest.raises((TypeError, ValueError)) as single:
+        semot.match(a, a, **kw)
+    with pytest.raises((TypeError, ValueError)) as dask:
+        sd.match(a, a, client=client, progress=False, **kw)
+    assert type(dask.value) is type(single.value)
+    assert str(dask.value) == str(single.value)
 
 
 def test_smallest_k_ties_and_inf():

@@ -14,7 +14,9 @@ from semot.matching.baselines import (
     fold_sae,
     sae_match,
 )
-from semot.matching.matcher import chain, match, matches_from_distances
+from semot.matching.frame import chain, matches_from_distances
+from semot.matching.matcher import match
+from semot.matching.search import knn_euclidean, smallest_k
 
 from conftest import optional_import
 
@@ -152,10 +154,17 @@ def test_feature_distributions_keep_ids_and_skip_unfired(pair):
 
 def test_errors(pair):
     a, b = pair
-    with pytest.raises(ValueError, match="metric"):
+    with pytest.raises(ValueError, match="distance"):
+        match(a, b, distance="w1")
+    with pytest.raises(ValueError, match="metric"), pytest.warns(DeprecationWarning):
         match(a, b, metric="w1")
-    with pytest.raises(ValueError, match="k: expected a positive integer"):
+    # The checks of semot._utils.checks (wrong type: TypeError; bad value: ValueError).
+    with pytest.raises(ValueError, match="k: must be >= 1"):
         match(a, b, k=0)
+    with pytest.raises(TypeError, match="k: expected an integer"):
+        match(a, b, k="3")
+    with pytest.raises(ValueError, match="device: only for knn_backend='torch'"):
+        match(a, b, candidates="centroid", knn_backend="numpy", device="cpu")
     with pytest.raises(ValueError, match="different spaces"):
         match(a, clouds(np.random.default_rng(0), 3, d=4))
     with pytest.raises(ValueError, match="margin: only"):
@@ -166,28 +175,58 @@ def test_errors(pair):
         matches_from_distances(np.array([[0.0, np.nan]]))
 
 
+# POT's epsilon scaling warns about its inner stages; its final value is what is compared.
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge:UserWarning")
 def test_sinkhorn_metric_agrees_with_pot(pair):
     ot = pytest.importorskip("ot")
+    from scipy.special import logsumexp
+
     a, b = pair
-    m = match(a[:4], b[:6], metric="sinkhorn", reg=0.5, k=6)
+    reg = 0.5
+    m = match(a[:4], b[:6], distance="sinkhorn", reg=reg, k=6)
+
+    def entropic(u, wu, v, wv):
+        # Entropic objective <P, C> + reg KL(P | a b^T) at POT's optimal plan (the value the
+        # Sinkhorn divergence is built from). Between different clouds POT converges to
+        # stopThr=1e-12 in a few hundred iterations.
+        M = ot.dist(u, v)
+        P = ot.sinkhorn(
+            wu, wv, M, reg, method="sinkhorn_log", stopThr=1e-12, numItermax=20000, warn=False
+        )
+        nz = P > 0
+        kl = (P[nz] * np.log(P[nz] / np.outer(wu, wv)[nz])).sum()
+        return (P * M).sum() + reg * kl
+
+    def entropic_self(u, wu):
+        # OT_eps(a, a) = 2 <a, f> at the fixed point of the averaged symmetric update
+        # f <- (f + T(f)) / 2, which converges in a few dozen steps where alternating
+        # Sinkhorn needs tens of thousands on a self problem.
+        M, f, la = ot.dist(u, u), np.zeros(len(wu)), np.log(wu)
+        for _ in range(1000):
+            new = 0.5 * (f - reg * logsumexp(la[None, :] + (f[None, :] - M) / reg, axis=1))
+            done = np.abs(new - f).max() < 1e-15
+            f = new
+            if done:
+                break
+        return 2.0 * float(wu @ f)
+
+    # The symmetric value is POT's on a self problem (epsilon scaling gets there quickly).
+    x0, w0 = a[0]
+    M0 = ot.dist(x0, x0)
+    P0 = ot.bregman.sinkhorn_epsilon_scaling(w0, w0, M0, reg, stopThr=1e-12, warn=False)
+    nz = P0 > 0
+    pot0 = (P0 * M0).sum() + reg * (P0[nz] * np.log(P0[nz] / np.outer(w0, w0)[nz])).sum()
+    np.testing.assert_allclose(entropic_self(x0, w0), pot0, rtol=1e-6)
+
+    # Each self term once (4 sources, 6 targets), one POT problem per pair.
+    self_a = {i: entropic_self(*a[i]) for i in range(4)}
+    self_b = {j: entropic_self(*b[j]) for j in range(6)}
+    assert len(m) == 24
     for _, row in m.iterrows():
-        x, wx = a[int(row.source)]
-        y, wy = b[int(row.target)]
-
-        def s(u, wu, v, wv):
-            # Entropic objective <P, C> + reg KL(P | a b^T) at POT's optimal plan (the dual
-            # value the Sinkhorn divergence is built from).
-            M = ot.dist(u, v)
-            P = ot.sinkhorn(
-                wu, wv, M, 0.5, method="sinkhorn_log", stopThr=1e-12, numItermax=20000, warn=False
-            )
-            nz = P > 0
-            kl = (P[nz] * np.log(P[nz] / np.outer(wu, wv)[nz])).sum()
-            return (P * M).sum() + 0.5 * kl
-
+        i, j = int(row.source), int(row.target)
         # semot reports the divergence's square root (the 1/p power of the cost, p = 2).
-        ref = max(0.0, s(x, wx, y, wy) - 0.5 * (s(x, wx, x, wx) + s(y, wy, y, wy))) ** 0.5
-        np.testing.assert_allclose(row.distance, ref, rtol=1e-5, atol=1e-7)
+        s = entropic(*a[i], *b[j]) - 0.5 * (self_a[i] + self_b[j])
+        np.testing.assert_allclose(row.distance, max(0.0, s) ** 0.5, rtol=1e-5, atol=1e-7)
 
 
 def test_decoder_cosine_baseline_brute_force():
@@ -273,13 +312,11 @@ def test_chain_composes_matches():
     assert c.via[0] == [0, 5, 9] and c.steps.tolist() == [2, 2, 0]
 
 
-def test_topk_rows_brute_force_with_ties():
-    from semot.matching.matcher import _topk_rows
-
+def test_smallest_k_brute_force_with_ties():
     rng = np.random.default_rng(5)
     d = rng.integers(0, 4, size=(50, 30)).astype(np.float64)  # many ties
     for k in (1, 3, 7, 30):
-        idx, val = _topk_rows(d, k)
+        idx, val = smallest_k(d, k)
         for r in range(50):
             want = sorted(range(30), key=lambda c: (d[r, c], c))[:k]
             assert idx[r].tolist() == want
@@ -287,8 +324,6 @@ def test_topk_rows_brute_force_with_ties():
 
 
 def test_knn_float32_and_faiss_agree_with_brute_force():
-    from semot.matching.matcher import knn_euclidean
-
     rng = np.random.default_rng(6)
     a = rng.normal(size=(40, 16)).astype(np.float32)
     b = rng.normal(size=(300, 16)).astype(np.float32)
@@ -298,11 +333,11 @@ def test_knn_float32_and_faiss_agree_with_brute_force():
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_allclose(dist, np.take_along_axis(brute, want, 1), rtol=1e-4)
     optional_import("faiss")
-    fi, fd = knn_euclidean(a, b, 5, backend="faiss")
+    fi, fd = knn_euclidean(a, b, 5, knn_backend="faiss")
     np.testing.assert_array_equal(fi, want)
     np.testing.assert_allclose(fd, np.take_along_axis(brute, want, 1), rtol=1e-4)
     with pytest.raises(ValueError, match="knn_backend"):
-        knn_euclidean(a, b, 5, backend="annoy")  # type: ignore[arg-type]
+        knn_euclidean(a, b, 5, knn_backend="annoy")  # type: ignore[arg-type]
 
 
 def test_sparse_one_to_one_reports_the_chosen_distances(pair):
@@ -313,3 +348,41 @@ def test_sparse_one_to_one_reports_the_chosen_distances(pair):
         ref = full[(full.source == row.source) & (full.target == row.target)].distance.iloc[0]
         assert row.distance == ref
     assert m["target"].dropna().is_unique
+
+
+def test_match_uses_faiss_when_asked(pair, monkeypatch):
+    faiss = optional_import("faiss")
+    a, b = pair
+    built = []
+    real = {name: getattr(faiss, name) for name in ("IndexFlatL2", "IndexFlatIP")}
+
+    def spy(name):
+        def make(d):
+            built.append(name)
+            return real[name](d)
+
+        return make
+
+    for name in real:
+        monkeypatch.setattr(faiss, name, spy(name))
+    kw = dict(k=2, n_candidates=6)
+    for candidates in ("quantile-knn", "centroid"):
+        got = match(a, b, candidates=candidates, knn_backend="faiss", **kw)
+        assert built == ["IndexFlatL2"], candidates
+        built.clear()
+        pd.testing.assert_frame_equal(got, match(a, b, candidates=candidates, **kw))
+    assert built == []  # the numpy search never builds a faiss index
+    rng = np.random.default_rng(1)
+    dec = dict(source_decoder=rng.normal(size=(20, 7)), target_decoder=rng.normal(size=(25, 7)))
+    got = match(a, b, candidates="decoder-cosine", knn_backend="faiss", **kw, **dec)
+    assert built == ["IndexFlatIP"]
+    pd.testing.assert_frame_equal(got, match(a, b, candidates="decoder-cosine", **kw, **dec))
+
+
+def test_metric_is_a_deprecated_alias_of_distance(pair):
+    a, b = pair
+    with pytest.warns(DeprecationWarning, match="use distance="):
+        old = match(a[:5], b[:5], metric="sinkhorn", reg=0.5)
+    pd.testing.assert_frame_equal(old, match(a[:5], b[:5], distance="sinkhorn", reg=0.5))
+    with pytest.raises(TypeError, match="distance: give distance= or"):
+        match(a, b, distance="sliced", metric="sliced")

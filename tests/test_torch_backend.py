@@ -1,12 +1,14 @@
-"""semot.distances.torch_kernels against the Rust CPU path: torch on the CPU, CUDA when present."""
+"""The torch kernels and the torch candidate search against the CPU path (CPU, CUDA if present)."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 
 import semot
-from semot.matching.matcher import _cosine_knn, knn_euclidean
+from semot.matching.search import candidate_pairs, knn_cosine, knn_euclidean
 
 from conftest import optional_import
 
@@ -81,15 +83,17 @@ def test_quantile_cdist_equals_rust(device, dtype, p):
 def test_knn_equals_cpu_search(device):
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(1500, 12)), rng.normal(size=(700, 12))
-    for ours, cpu in ((tb.knn_euclidean, knn_euclidean), (tb.knn_cosine, _cosine_knn)):
-        i1, d1 = cpu(a, b, 9)
-        i2, d2 = ours(a, b, 9, device=device)
+    for search in (knn_euclidean, knn_cosine):
+        i1, d1 = search(a, b, 9)
+        i2, d2 = search(a, b, 9, device=device)  # a device selects the torch backend
         assert np.array_equal(i1, i2)
         np.testing.assert_allclose(d2, d1, rtol=1e-10, atol=1e-12)
+        i3, _ = search(a, b, 9, knn_backend="torch", device=device)
+        assert np.array_equal(i1, i3)
     # Ties go to the lower index, as on the CPU.
     b2 = np.repeat(b[:5], 3, axis=0)
-    assert np.array_equal(tb.knn_euclidean(a, b2, 4, device=device)[0], knn_euclidean(a, b2, 4)[0])
-    assert tb.knn_euclidean(a[:3], b[:2], 5, device=device)[0].shape == (3, 2)
+    assert np.array_equal(knn_euclidean(a, b2, 4, device=device)[0], knn_euclidean(a, b2, 4)[0])
+    assert knn_euclidean(a[:3], b[:2], 5, device=device)[0].shape == (3, 2)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -107,8 +111,8 @@ def test_match_equals_semot_match(device, candidates):
     if candidates == "decoder-cosine":
         kw |= dict(source_decoder=rng.normal(size=(40, 8)), target_decoder=rng.normal(size=(30, 8)))
     want = semot.match(src, tgt, **kw)
-    pd.testing.assert_frame_equal(tb.match(src, tgt, device=device, **kw), want)
-    pairs = tb.candidate_pairs(src, tgt, candidates, 5, device=device, **{
+    pd.testing.assert_frame_equal(semot.match(src, tgt, device=device, **kw), want)
+    pairs = candidate_pairs(src, tgt, candidates, 5, device=device, **{
         k: v for k, v in kw.items() if k.endswith("decoder")})  # fmt: skip
     assert pairs.shape == (200, 2) and (pairs[:, 0] == np.repeat(np.arange(40), 5)).all()
 
@@ -120,8 +124,27 @@ def test_errors():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             tb.sliced_quantile_embedding(c, device="cuda")
     with pytest.raises(ValueError, match="candidates"):
-        tb.candidate_pairs(c, c, "nope", device="cpu")  # type: ignore[arg-type]
+        candidate_pairs(c, c, "nope", device="cpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="decoder"):
-        tb.candidate_pairs(c, c, "decoder-cosine", device="cpu")
+        candidate_pairs(c, c, "decoder-cosine", device="cpu")
     with pytest.raises(ValueError, match=r"\(n, d\)"):
-        tb.knn_euclidean(np.zeros((3, 2)), np.zeros((3, 4)), 1, device="cpu")
+        knn_euclidean(np.zeros((3, 2)), np.zeros((3, 4)), 1, device="cpu")
+    with pytest.raises(ValueError, match="device: only for knn_backend='torch'"):
+        knn_euclidean(np.zeros((3, 2)), np.zeros((3, 2)), 1, knn_backend="faiss", device="cpu")
+
+
+def test_old_torch_backend_path_resolves_to_the_one_match():
+    rng = np.random.default_rng(6)
+    src = semot.PointClouds.from_padded(rng.normal(size=(12, 6, 3)))
+    tgt = semot.PointClouds.from_padded(rng.normal(size=(9, 6, 3)))
+    sys.modules.pop("semot.torch_backend", None)  # warn again if imported before
+    with pytest.warns(DeprecationWarning, match="semot.torch_backend is deprecated"):
+        import semot.torch_backend as old
+    assert old.match is semot.match
+    assert old.candidate_pairs is candidate_pairs and old.knn_euclidean is knn_euclidean
+    kw = dict(candidates="quantile-knn", n_candidates=4)
+    pd.testing.assert_frame_equal(
+        old.match(src, tgt, device="cpu", **kw), semot.match(src, tgt, **kw)
+    )
+    emb = old.sliced_quantile_embedding(src, seed=0, n_projections=8, device="cpu")
+    assert emb.shape == (12, 8 * 6)

@@ -19,14 +19,20 @@ from types import ModuleType
 
 #: old module -> the modules whose public names it re-exports, the main new home first.
 MOVED: dict[str, tuple[str, ...]] = {
-    "semot.sliced": ("semot.distances.sliced",),
+    "semot.sliced": ("semot.distances.sliced", "semot.distances.projections"),
     "semot.sinkhorn": ("semot.distances.sinkhorn", "semot.errors"),
     "semot.linkage": ("semot.grouping.linkage",),
     "semot.distributions": ("semot.features.container", "semot.errors"),
     "semot.sampling": ("semot.features.sampling",),
     "semot.graphs": ("semot.circuits.graph", "semot.grouping.metrics", "semot.errors"),
     "semot.graph_view": ("semot.circuits.view",),
-    "semot.torch_backend": ("semot.distances.torch_kernels", "semot.matching.search"),
+    # candidate_pairs / knn_euclidean / knn_cosine / match: the one search and the one match
+    # (device=None there means the numpy search, where torch_backend's default was "cuda").
+    "semot.torch_backend": (
+        "semot.distances.torch_kernels",
+        "semot.matching.search",
+        "semot.matching.matcher",
+    ),
     "semot.models": ("semot.collection.models",),
     "semot.tokens": ("semot.collection.tokens",),
     "semot.reference": ("semot.collection.reference",),

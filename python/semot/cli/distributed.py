@@ -14,6 +14,8 @@ from typing import Any
 
 def add_parsers(sub: Any) -> None:
     """Register the ``cdist`` sub-command."""
+    from semot.cli.match import add_distance_option
+
     c = sub.add_parser(
         "cdist",
         help="all-pairs distances between two sites, block by block on a Dask cluster",
@@ -28,7 +30,7 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("run", help="a `semot collect` output dir (or a FeatureDistributions dir)")
     c.add_argument("--from", dest="source", required=True, help="site name, hook name or layer")
     c.add_argument("--to", dest="target", required=True, help="site name, hook name or layer")
-    c.add_argument("--metric", choices=["sliced", "sinkhorn"], default="sliced")
+    add_distance_option(c)
     c.add_argument("--method", choices=["exact", "quantile"], default="exact", help="sliced only")
     c.add_argument("--n-projections", type=int, default=128)
     c.add_argument("--n-quantiles", type=int, help="quantile levels (method quantile)")
@@ -55,19 +57,20 @@ def run_cdist(args: argparse.Namespace) -> int:
     import numpy as np
 
     from semot import distributed
-    from semot.cli.match import _load, _site
-    from semot.matching.matcher import feature_set
+    from semot.cli.match import chosen_distance, find_site, load_sites
+    from semot.matching.sets import feature_set
 
     out = Path(args.out)
     if args.top_k is None and out.suffix not in (".npy", ".zarr"):
         raise ValueError(f"--out {args.out}: expected a .npy or .zarr file name")
     if args.top_k is not None and out.suffix != ".npz":
         raise ValueError(f"--out {args.out}: with --top-k, expected a .npz file name")
-    if args.metric == "sinkhorn" and args.reg is None:
-        raise ValueError("--reg is required with --metric sinkhorn")
-    runs = _load(args.run)
-    src = feature_set(_site(runs, args.source, "--from"), "--from")
-    tgt = feature_set(_site(runs, args.target, "--to"), "--to")
+    distance = chosen_distance(args)
+    if distance == "sinkhorn" and args.reg is None:
+        raise ValueError("--reg is required with --distance sinkhorn")
+    runs = load_sites(args.run)
+    src = feature_set(find_site(runs, args.source, "--from"), "--from")
+    tgt = feature_set(find_site(runs, args.target, "--to"), "--to")
     for flag, fs in (("--from", src), ("--to", tgt)):
         if fs.n_excluded:
             print(f"{flag}: {fs.n_excluded} features never fired and are left out", file=sys.stderr)
@@ -85,7 +88,7 @@ def run_cdist(args: argparse.Namespace) -> int:
         # interrupted run resumes.
         common["checkpoint"] = out.with_name(out.name + ".blocks")
     with _cluster(args.scheduler, args.threads) as client:
-        if args.metric == "sliced":
+        if distance == "sliced":
             res = distributed.sliced_wasserstein_cdist(
                 src.clouds, tgt.clouds, client=client, n_projections=args.n_projections,
                 p=args.p, seed=args.seed, method=args.method, n_quantiles=args.n_quantiles,

@@ -24,7 +24,7 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("run", help="a `semot collect` output dir (or a FeatureDistributions dir)")
     m.add_argument("--from", dest="source", required=True, help="site name, hook name or layer")
     m.add_argument("--to", dest="target", required=True, help="site name, hook name or layer")
-    m.add_argument("--metric", choices=["sliced", "sinkhorn"], default="sliced")
+    add_distance_option(m)
     m.add_argument("--k", type=int, default=5, help="targets per source (nearest)")
     m.add_argument("--assignment", choices=["nearest", "one-to-one"], default="nearest")
     m.add_argument(
@@ -64,7 +64,28 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--quick", action="store_true", help="one seed, one noise level, fewer sizes")
 
 
-def _site(runs: dict[str, Any], key: str, flag: str) -> Any:
+def add_distance_option(parser: Any) -> None:
+    """Add ``--distance`` and its hidden, deprecated alias ``--metric``."""
+    parser.add_argument(
+        "--distance", choices=["sliced", "sinkhorn"],
+        help="sliced Wasserstein or Sinkhorn divergence (default: sliced)",
+    )  # fmt: skip
+    # The old name; in POT "metric" is the ground cost, so it was renamed.
+    parser.add_argument("--metric", choices=["sliced", "sinkhorn"], help=argparse.SUPPRESS)
+
+
+def chosen_distance(args: argparse.Namespace) -> str:
+    """Return the ``--distance`` of a command line (or of the deprecated ``--metric``)."""
+    if args.metric is None:
+        return str(args.distance or "sliced")
+    if args.distance is not None:
+        raise ValueError("--distance: give --distance or its deprecated alias --metric, not both")
+    print("semot: --metric is deprecated; use --distance", file=sys.stderr)
+    return str(args.metric)
+
+
+def find_site(runs: dict[str, Any], key: str, flag: str) -> Any:
+    """Return the site ``key`` of a loaded run: by site name, hook name, or layer number."""
     if key in runs:
         return runs[key]
     hooks = {str(fd.metadata.get("hook")): name for name, fd in runs.items()}
@@ -77,7 +98,8 @@ def _site(runs: dict[str, Any], key: str, flag: str) -> Any:
     raise ValueError(f"{flag} {key!r}: no such site; this run has {sorted(runs)}")
 
 
-def _load(path: str) -> dict[str, Any]:
+def load_sites(path: str) -> dict[str, Any]:
+    """Load the sites of a ``semot collect`` output dir, or one FeatureDistributions dir."""
     from semot.collection.run import load_run
     from semot.features.container import FeatureDistributions
 
@@ -99,9 +121,9 @@ def run_match(args: argparse.Namespace) -> int:
     threshold: float | str | None = None
     if args.threshold is not None:
         threshold = args.threshold if args.threshold == "auto" else _float(args.threshold)
-    runs = _load(args.run)
-    source = _site(runs, args.source, "--from")
-    target = _site(runs, args.target, "--to")
+    runs = load_sites(args.run)
+    source = find_site(runs, args.source, "--from")
+    target = find_site(runs, args.target, "--to")
     run: Callable[..., Any] = match
     kwargs: dict[str, Any] = {}
     if args.scheduler:
@@ -113,7 +135,7 @@ def run_match(args: argparse.Namespace) -> int:
     frame = run(
         source,
         target,
-        metric=args.metric,
+        distance=chosen_distance(args),
         k=args.k,
         assignment=args.assignment,
         threshold=threshold,

@@ -18,12 +18,17 @@ where :math:`f, g` are the optimal dual potentials. The functions return either
 
 * ``debiased=False``: :math:`\langle P^\varepsilon, C \rangle^{1/p}`, the transport cost of
   the entropic plan, i.e. ``ot.sinkhorn2(a, b, C, reg) ** (1/p)`` at convergence; it tends to
-  the Wasserstein distance :math:`W_p` as ``reg -> 0``;
+  the Wasserstein distance :math:`W_p` as ``reg -> 0``. POT's ``ot.sinkhorn2`` returns
+  :math:`\langle P^\varepsilon, C \rangle` itself (the cost, a :math:`p`-th power of a
+  distance); semot returns its :math:`1/p`-th power, in the unit of the points, so that
+  values compare with :math:`W_p` and with the sliced distances;
 * ``debiased=True``: the Sinkhorn divergence of Feydy et al. (2019) (GeomLoss's default),
   :math:`S_\varepsilon^{1/p}` with
   :math:`S_\varepsilon = \max\bigl(0, \mathrm{OT}_\varepsilon(a, b)
   - \tfrac12 \mathrm{OT}_\varepsilon(a, a) - \tfrac12 \mathrm{OT}_\varepsilon(b, b)\bigr)`;
-  it is zero for identical clouds and symmetric.
+  it is zero for identical clouds and symmetric. Here too semot returns the :math:`1/p`-th
+  power (GeomLoss and POT's ``ot.bregman.empirical_sinkhorn_divergence`` return
+  :math:`S_\varepsilon` itself).
 
 The solver is a log-stabilised Sinkhorn with epsilon scaling and absorption (Schmitzer 2019),
 in float64 whatever the dtype of the points (float32 points are only used to build the cost
@@ -59,6 +64,7 @@ from semot.errors import ConvergenceWarning
 __all__ = [
     "ConvergenceWarning",
     "SinkhornInfo",
+    "default_reg",
     "sinkhorn_cdist",
     "sinkhorn_distance",
     "sinkhorn_pairs",
@@ -88,7 +94,9 @@ class SinkhornInfo:
     converged: npt.NDArray[np.bool_]
 
 
-class _Params(NamedTuple):
+class SinkhornParams(NamedTuple):
+    """The checked solver arguments of a Sinkhorn call (see :func:`check_sinkhorn_params`)."""
+
     reg: float
     p: float
     max_iter: int
@@ -96,8 +104,11 @@ class _Params(NamedTuple):
     debiased: bool
 
 
-def _check_params(reg: Any, p: Any, max_iter: Any, tol: Any, debiased: Any) -> _Params:
-    return _Params(
+def check_sinkhorn_params(
+    reg: Any, p: Any, max_iter: Any, tol: Any, debiased: Any
+) -> SinkhornParams:
+    """Check ``reg``, ``p``, ``max_iter``, ``tol`` (TypeError / ValueError) and bundle them."""
+    return SinkhornParams(
         check_positive_float(reg, "reg"),
         check_p(p),
         check_positive_int(max_iter, "max_iter"),
@@ -106,15 +117,49 @@ def _check_params(reg: Any, p: Any, max_iter: Any, tol: Any, debiased: Any) -> _
     )
 
 
-def _warn(converged: npt.NDArray[np.bool_], max_iter: int, tol: float) -> None:
-    bad = int(converged.size - np.count_nonzero(converged))
-    if bad:
+def warn_unconverged(
+    n_unconverged: int, n_problems: int, max_iter: int, tol: float, stacklevel: int = 3
+) -> None:
+    """Issue the one :class:`ConvergenceWarning` of a call, if any problem hit ``max_iter``.
+
+    The Dask functions count the problems over all blocks and call this once, so the warning
+    reads as the single-process one. ``stacklevel`` counts from the caller of this function,
+    as in :func:`warnings.warn`.
+    """
+    if n_unconverged:
         warnings.warn(
-            f"{bad} of {converged.size} Sinkhorn problem(s) did not converge within "
+            f"{n_unconverged} of {n_problems} Sinkhorn problem(s) did not converge within "
             f"max_iter={max_iter} iterations (tol={tol:g}); increase max_iter or reg",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
+
+
+def _warn(converged: npt.NDArray[np.bool_], max_iter: int, tol: float) -> None:
+    bad = int(converged.size - np.count_nonzero(converged))
+    warn_unconverged(bad, int(converged.size), max_iter, tol, stacklevel=3)
+
+
+def default_reg(source: PointClouds, target: PointClouds, seed: int = 0) -> float:
+    r"""Default Sinkhorn regularisation between two sets of clouds.
+
+    Returns :math:`\varepsilon = 0.05 \cdot \operatorname{median}_{i,j}
+    \lVert x_i - y_j \rVert_2^2` over 256 support points ``x_i`` drawn (with replacement)
+    from ``source`` and 256 ``y_j`` from ``target`` with ``numpy.random.default_rng(seed)``:
+    5 % of a typical squared-Euclidean cost (the ``p = 2`` cost), so that the entropic plan
+    is close to the optimal one without slowing the solver down. ``1e-3`` when that median is
+    zero (every sampled point identical).
+    """
+    rng = np.random.default_rng(seed)
+    pts = np.concatenate(
+        [
+            source.points[rng.integers(0, source.points.shape[0], 256)],
+            target.points[rng.integers(0, target.points.shape[0], 256)],
+        ]
+    ).astype(np.float64)
+    d2 = ((pts[:256, None, :] - pts[None, 256:, :]) ** 2).sum(-1)
+    med = float(np.median(d2))
+    return 0.05 * med if med > 0 else 1e-3
 
 
 def _csr(c: PointClouds) -> tuple[Any, Any, Any]:
@@ -173,7 +218,9 @@ def sinkhorn_distance(
     for :math:`\varepsilon` = ``reg`` (see the module documentation), or with
     ``debiased=True`` the Sinkhorn divergence
     :math:`\max(0, \mathrm{OT}_\varepsilon(a, b) - \tfrac12 \mathrm{OT}_\varepsilon(a, a)
-    - \tfrac12 \mathrm{OT}_\varepsilon(b, b))^{1/p}`.
+    - \tfrac12 \mathrm{OT}_\varepsilon(b, b))^{1/p}`. Note the power: POT's
+    ``ot.sinkhorn2(a, b, C, reg)`` returns :math:`\langle P^\varepsilon, C \rangle`, the
+    :math:`p`-th power of this value.
 
     Parameters
     ----------
@@ -213,7 +260,7 @@ def sinkhorn_distance(
     >>> round(sinkhorn_distance(np.zeros((1, 2)), np.ones((1, 2)), reg=0.1), 6)
     1.414214
     """
-    prm = _check_params(reg, p, max_iter, tol, debiased)
+    prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     cx, cy = pair_of_clouds(x, y, a, b)
     values, n_iter, conv = _core.sinkhorn_cdist(
         *_csr(cx), *_csr(cy), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, 1
@@ -254,8 +301,10 @@ def sinkhorn_cdist(
     r"""Sinkhorn values between every cloud of ``A`` and every cloud of ``B``.
 
     ``out[i, j]`` equals ``sinkhorn_distance(*A[i], *B[j], ...)`` (same quantity as
-    :func:`sinkhorn_distance`). ``A`` and ``B`` are anything :func:`semot.clouds.as_clouds`
-    accepts; mixed float32/float64 inputs are computed in float64.
+    :func:`sinkhorn_distance`: :math:`\langle P^\varepsilon, C \rangle^{1/p}`, where POT's
+    ``ot.sinkhorn2`` returns :math:`\langle P^\varepsilon, C \rangle`). ``A`` and ``B`` are
+    anything :func:`semot.clouds.as_clouds` accepts; mixed float32/float64 inputs are
+    computed in float64.
 
     Parameters
     ----------
@@ -288,7 +337,7 @@ def sinkhorn_cdist(
     ConvergenceWarning
         Once per call, counting the problems that stopped at ``max_iter``.
     """
-    prm = _check_params(reg, p, max_iter, tol, debiased)
+    prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
     ca, cb = two_sets(A, B)
     values, n_iter, conv = _core.sinkhorn_cdist(
@@ -310,7 +359,10 @@ def sinkhorn_pdist(
 ) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], SinkhornInfo]:
     r"""Sinkhorn values between all pairs of clouds of ``A``, condensed like ``scipy`` ``pdist``.
 
-    The output lists the pairs ``(0, 1), (0, 2), ..., (0, N-1), (1, 2), ...``;
+    Each value is the quantity of :func:`sinkhorn_distance`,
+    :math:`\langle P^\varepsilon, C \rangle^{1/p}` (POT's ``ot.sinkhorn2`` returns
+    :math:`\langle P^\varepsilon, C \rangle`). The output lists the pairs
+    ``(0, 1), (0, 2), ..., (0, N-1), (1, 2), ...``;
     ``scipy.spatial.distance.squareform`` turns it into a matrix.
 
     Parameters
@@ -344,7 +396,7 @@ def sinkhorn_pdist(
     ConvergenceWarning
         Once per call, counting the problems that stopped at ``max_iter``.
     """
-    prm = _check_params(reg, p, max_iter, tol, debiased)
+    prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
     ca = as_clouds(A, "A")
     values, n_iter, conv = _core.sinkhorn_pdist(
@@ -368,7 +420,9 @@ def sinkhorn_pairs(
 ) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], SinkhornInfo]:
     r"""Sinkhorn values for the pairs ``(A[pairs[k, 0]], B[pairs[k, 1]])``.
 
-    ``pairs`` is an integer array of shape ``(K, 2)`` (non-negative indices).
+    ``pairs`` is an integer array of shape ``(K, 2)`` (non-negative indices). Each value is
+    the quantity of :func:`sinkhorn_distance`, :math:`\langle P^\varepsilon, C \rangle^{1/p}`
+    (POT's ``ot.sinkhorn2`` returns :math:`\langle P^\varepsilon, C \rangle`).
 
     Parameters
     ----------
@@ -403,7 +457,7 @@ def sinkhorn_pairs(
     ConvergenceWarning
         Once per call, counting the problems that stopped at ``max_iter``.
     """
-    prm = _check_params(reg, p, max_iter, tol, debiased)
+    prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
     ca, cb = two_sets(A, B)
     idx = index_array(pairs, "pairs", 2)

@@ -26,16 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from semot import _core
-from semot._utils.checks import (
-    FloatArray,
-    check_n_threads,
-    check_p,
-    check_positive_int,
-    float_array,
-    index_array,
-    resolve_seed,
-)
+from semot._utils.checks import FloatArray, check_n_threads, check_p, float_array, index_array
 from semot.clouds import PointClouds, as_clouds, pair_of_clouds, two_sets
+from semot.distances.projections import (
+    random_projections,
+    resolve_n_quantiles,
+    resolve_projections,
+)
 
 __all__ = [
     "random_projections",
@@ -48,75 +45,13 @@ __all__ = [
 ]
 
 Method = Literal["exact", "quantile"]
-#: Default number of quantile levels: the largest cloud size, capped here.
-MAX_DEFAULT_QUANTILES = 64
 
 
-def random_projections(
-    d: int, n_projections: int = 128, seed: int | np.random.Generator | None = None
-) -> npt.NDArray[np.float64]:
-    """Draw unit directions in dimension ``d``.
-
-    Parameters
-    ----------
-    d : int
-        Dimension of the points.
-    n_projections : int
-        Number of directions ``L``.
-    seed : int, numpy Generator or None
-        Seed of the explicit generator (SplitMix64-seeded xoshiro256++; standard normals from
-        the Box-Muller transform, drawn direction by direction; each direction then divided by
-        its norm). ``None`` draws fresh operating-system entropy.
-
-    Returns
-    -------
-    ndarray of float64, shape (d, n_projections)
-        Column ``l`` is direction ``l`` (POT's ``projections=`` convention). Drawing more
-        directions with the same seed keeps the first ones.
-    """
-    d = check_positive_int(d, "d")
-    n_projections = check_positive_int(n_projections, "n_projections")
-    return _core.random_projections(d, n_projections, resolve_seed(seed))
-
-
-def _projections(
-    dim: int,
-    dtype: np.dtype[Any],
-    n_projections: int,
-    seed: int | np.random.Generator | None,
-    projections: Any,
-) -> FloatArray:
-    if projections is None:
-        n_projections = check_positive_int(n_projections, "n_projections")
-        proj: FloatArray = _core.random_projections(dim, n_projections, resolve_seed(seed))
-    else:
-        proj = float_array(projections, "projections")
-        if proj.ndim != 2 or proj.shape[0] != dim:
-            raise ValueError(
-                f"projections: expected shape ({dim}, L) (d rows, one column per direction), "
-                f"got {proj.shape}"
-            )
-        if proj.shape[1] < 1:
-            raise ValueError("projections: need at least one direction (L >= 1)")
-        zero = ~np.any(proj != 0, axis=0)
-        if zero.any():
-            raise ValueError(
-                f"projections: column {int(np.argmax(zero))} is zero; every column must be a "
-                "non-zero direction"
-            )
-    return np.ascontiguousarray(proj, dtype=dtype)
-
-
-def _method(method: str) -> Method:
+def check_method(method: str) -> Method:
+    """Validate the ``method`` of a sliced distance: ``"exact"`` or ``"quantile"``."""
     if method not in ("exact", "quantile"):
         raise ValueError(f"method: must be 'exact' or 'quantile', got {method!r}")
     return method  # type: ignore[return-value]
-
-
-def _n_quantiles(n_quantiles: int | None, *sets: PointClouds) -> int:
-    if n_quantiles is None:
-        return int(min(max(int(s.sizes.max()) for s in sets), MAX_DEFAULT_QUANTILES))
-    return check_positive_int(n_quantiles, "n_quantiles")
 
 
 def sliced_wasserstein_distance(
@@ -161,7 +96,7 @@ def sliced_wasserstein_distance(
     """
     cx, cy = pair_of_clouds(x, y, a, b)
     p = check_p(p)
-    proj = _projections(cx.dim, cx.dtype, n_projections, seed, projections)
+    proj = resolve_projections(cx.dim, cx.dtype, n_projections, seed, projections)
     out = _core.sw_cdist(
         cx.points, cx.weights, cx.offsets, cy.points, cy.weights, cy.offsets, proj, p, 1
     )
@@ -213,11 +148,11 @@ def sliced_wasserstein_cdist(
     """
     ca, cb = two_sets(A, B)
     p = check_p(p)
-    m = _method(method)
+    m = check_method(method)
     n_threads = check_n_threads(n_threads)
-    proj = _projections(ca.dim, ca.dtype, n_projections, seed, projections)
+    proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     if m == "quantile":
-        q = _n_quantiles(n_quantiles, ca, cb)
+        q = resolve_n_quantiles(n_quantiles, ca, cb)
         return _core.quantile_cdist(
             ca.points, ca.weights, ca.offsets, cb.points, cb.weights, cb.offsets,
             proj, q, p, n_threads,
@@ -246,11 +181,11 @@ def sliced_wasserstein_pdist(
     """
     ca = as_clouds(A, "A")
     p = check_p(p)
-    m = _method(method)
+    m = check_method(method)
     n_threads = check_n_threads(n_threads)
-    proj = _projections(ca.dim, ca.dtype, n_projections, seed, projections)
+    proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     if m == "quantile":
-        q = _n_quantiles(n_quantiles, ca)
+        q = resolve_n_quantiles(n_quantiles, ca)
         return _core.quantile_pdist(ca.points, ca.weights, ca.offsets, proj, q, p, n_threads)
     return _core.sw_pdist(ca.points, ca.weights, ca.offsets, proj, p, n_threads)
 
@@ -283,7 +218,7 @@ def sliced_wasserstein_pairs(
     """
     ca, cb = two_sets(A, B)
     p = check_p(p)
-    m = _method(method)
+    m = check_method(method)
     n_threads = check_n_threads(n_threads)
     idx = index_array(pairs, "pairs", 2) if np.asarray(pairs).size else np.zeros((0, 2), np.int64)
     if idx.shape[1] != 2:
@@ -296,9 +231,9 @@ def sliced_wasserstein_pairs(
             raise ValueError(
                 f"pairs: pairs[{k}, {side}] = {col[k]} is out of range for {n} clouds of {name}"
             )
-    proj = _projections(ca.dim, ca.dtype, n_projections, seed, projections)
+    proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     if m == "quantile":
-        q = _n_quantiles(n_quantiles, ca, cb)
+        q = resolve_n_quantiles(n_quantiles, ca, cb)
         ua, ia = np.unique(idx[:, 0], return_inverse=True)
         ub, ib = np.unique(idx[:, 1], return_inverse=True)
         if idx.shape[0] == 0:
@@ -360,8 +295,8 @@ def sliced_quantile_embedding(
     ca = as_clouds(A, "A")
     p = check_p(p)
     n_threads = check_n_threads(n_threads)
-    proj = _projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    return _embed(ca, proj, _n_quantiles(n_quantiles, ca), p, n_threads)
+    proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
+    return _embed(ca, proj, resolve_n_quantiles(n_quantiles, ca), p, n_threads)
 
 
 def wasserstein_1d(

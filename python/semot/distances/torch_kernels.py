@@ -1,10 +1,13 @@
-r"""Torch backend for the quantile-embedding path and the candidate search (``device="cuda"``).
+r"""Torch kernels of the quantile-embedding path and of the nearest-neighbour search.
 
 The quantile embedding (:func:`semot.sliced_quantile_embedding`), distances between
-embeddings (``method="quantile"``) and the exact nearest-neighbour searches behind
-:func:`semot.match`'s candidates are matrix products, sorts and prefix sums: here they run in
-torch on any device. Results equal the Rust CPU path within float rounding (the embedding is
-integrated in float64 like the Rust kernel, distances and neighbour searches are computed in
+embeddings (``method="quantile"``) and the exact nearest-neighbour search behind
+:func:`semot.match`'s candidates (``knn_backend="torch"``, ``device=``) are matrix products,
+sorts and prefix sums: here they run in torch on any device. The candidate search itself
+(which rows are compared, how pairs are formed) is :mod:`semot.matching.search`; it calls
+:func:`knn` for its torch backend. Results equal the Rust CPU path within float rounding
+(the embedding is integrated in float64 like the Rust kernel, distances and neighbour
+searches are computed in
 float64); the projections themselves are matrix products in the dtype of the points, so keep
 ``torch.backends.cuda.matmul.allow_tf32`` at its default ``False`` for float32 points.
 
@@ -13,7 +16,6 @@ float64); the projections themselves are matrix products in the dtype of the poi
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -26,21 +28,15 @@ except ImportError as _e:  # pragma: no cover - exercised only without torch
 
 from semot._utils.checks import FloatArray, check_p, check_positive_int
 from semot.clouds import PointClouds, as_clouds, two_sets
-from semot.distances.sliced import _n_quantiles, _projections, random_projections
+from semot.distances.projections import resolve_n_quantiles, resolve_projections
 
-__all__ = [
-    "candidate_pairs",
-    "knn_cosine",
-    "knn_euclidean",
-    "match",
-    "quantile_cdist",
-    "sliced_quantile_embedding",
-]
+__all__ = ["knn", "quantile_cdist", "sliced_quantile_embedding"]
 
 #: Clouds embedded per batch (bounds device memory: batch x max size x d points at a time).
 DEFAULT_BATCH = 256
-#: Rows of the left matrix per block of the neighbour search.
-KNN_BLOCK = 1024
+#: Rows of the left matrix per block of :func:`quantile_cdist` and :func:`knn` (bounds device
+#: memory: one block x len(B) matrix at a time).
+ROW_BLOCK = 1024
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -147,8 +143,8 @@ def sliced_quantile_embedding(
     ca = as_clouds(A, "A")
     p = check_p(p)
     batch_size = check_positive_int(batch_size, "batch_size")
-    proj = _projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    q = _n_quantiles(n_quantiles, ca)
+    proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
+    q = resolve_n_quantiles(n_quantiles, ca)
     e = _embedding(ca, proj, q, p, _device(device), batch_size)
     return np.ascontiguousarray(e.cpu().numpy().astype(ca.dtype))
 
@@ -197,8 +193,8 @@ def quantile_cdist(
     ca, cb = two_sets(A, B)
     p = check_p(p)
     batch_size = check_positive_int(batch_size, "batch_size")
-    proj = _projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    q = _n_quantiles(n_quantiles, ca, cb)
+    proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
+    q = resolve_n_quantiles(n_quantiles, ca, cb)
     dev = _device(device)
     eb = _embedding(cb, proj, q, p, dev, batch_size)
     ea = _embedding(ca, proj, q, p, dev, batch_size)
@@ -206,29 +202,62 @@ def quantile_cdist(
     dt = torch.float32 if ca.dtype == np.float32 else torch.float64
     ea, eb = ea.to(dt).double(), eb.to(dt).double()
     out = torch.cat(
-        [_minkowski_cdist(ea[s : s + KNN_BLOCK], eb, p) for s in range(0, len(ca), KNN_BLOCK)]
+        [_minkowski_cdist(ea[s : s + ROW_BLOCK], eb, p) for s in range(0, len(ca), ROW_BLOCK)]
     )
     return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float64)
 
 
-def _knn(
-    a: Any, b: Any, k: int, device: str | torch.device, cosine: bool
+def knn(
+    a: Any,
+    b: Any,
+    k: int,
+    *,
+    metric: Literal["euclidean", "cosine"] = "euclidean",
+    device: str | torch.device = "cuda",
+    block: int = ROW_BLOCK,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    r"""Exact ``k`` nearest rows of ``b`` for every row of ``a``, in float64 on ``device``.
+
+    The torch backend of :func:`semot.matching.search.knn_euclidean` and
+    :func:`~semot.matching.search.knn_cosine` (call those; this is their kernel).
+
+    Parameters
+    ----------
+    a : array_like, shape (n, d)
+        Query rows.
+    b : array_like, shape (m, d)
+        Rows searched.
+    k : int
+        Neighbours per query (at most ``m``).
+    metric : {"euclidean", "cosine"}
+        ``"euclidean"``: :math:`\lVert a_i - b_j \rVert_2`; ``"cosine"``: the cosine distance
+        :math:`1 - \cos(a_i, b_j)` (rows normalised, zero rows left at zero).
+    device : str or torch.device
+        Where to compute.
+    block : int
+        Rows of ``a`` per block (device memory: ``block x m`` distances at a time).
+
+    Returns
+    -------
+    indices : ndarray of int64, shape (n, min(k, m))
+        Nearest first; ties go to the lower index (a stable sort on the device, as the CPU
+        search does).
+    distances : ndarray of float64, same shape
+    """
     k = check_positive_int(k, "k")
     dev = _device(device)
     at = torch.as_tensor(np.asarray(a, np.float64), device=dev)
     bt = torch.as_tensor(np.asarray(b, np.float64), device=dev)
-    if at.ndim != 2 or bt.ndim != 2 or at.shape[1] != bt.shape[1]:
-        raise ValueError(f"a, b: expected (n, d) and (m, d) arrays, got {at.shape}, {bt.shape}")
     k = min(k, bt.shape[0])
+    cosine = metric == "cosine"
     if cosine:
         at = at / torch.clamp(torch.linalg.norm(at, dim=1, keepdim=True), min=1e-12)
         bt = bt / torch.clamp(torch.linalg.norm(bt, dim=1, keepdim=True), min=1e-12)
     else:
         bn = (bt * bt).sum(1)
     idx, dist = [], []
-    for s in range(0, at.shape[0], KNN_BLOCK):
-        blk = at[s : s + KNN_BLOCK]
+    for s in range(0, at.shape[0], block):
+        blk = at[s : s + block]
         if cosine:
             d = 1.0 - blk @ bt.T
         else:
@@ -241,182 +270,3 @@ def _knn(
         torch.cat(idx).cpu().numpy().astype(np.int64),
         torch.cat(dist).cpu().numpy().astype(np.float64),
     )
-
-
-def knn_euclidean(
-    a: Any, b: Any, k: int, *, device: str | torch.device = "cuda"
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Exact ``k`` nearest rows of ``b`` for every row of ``a`` (Euclidean), with torch.
-
-    The search of :func:`semot.matching.matcher.knn_euclidean`, in float64 on ``device``.
-
-    Parameters
-    ----------
-    a : array_like, shape (n, d)
-        Query rows.
-    b : array_like, shape (m, d)
-        Rows searched.
-    k : int
-        Neighbours per query (at most ``m``).
-    device : str or torch.device
-        Where to compute.
-
-    Returns
-    -------
-    indices : ndarray of int64, shape (n, k)
-        Nearest first; ties go to the lower index.
-    distances : ndarray of float64, shape (n, k)
-    """
-    return _knn(a, b, k, device, cosine=False)
-
-
-def knn_cosine(
-    a: Any, b: Any, k: int, *, device: str | torch.device = "cuda"
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Return the ``k`` rows of ``b`` of highest cosine similarity to each row of ``a``.
-
-    The decoder-cosine candidate search of :func:`semot.match`, in float64 on ``device``.
-
-    Parameters
-    ----------
-    a, b, k, device
-        As in :func:`knn_euclidean`.
-
-    Returns
-    -------
-    indices : ndarray of int64, shape (n, k)
-        Most similar first; ties go to the lower index.
-    distances : ndarray of float64, shape (n, k)
-        Cosine distances ``1 - cos``.
-    """
-    return _knn(a, b, k, device, cosine=True)
-
-
-def candidate_pairs(
-    source: Any,
-    target: Any,
-    candidates: Literal["quantile-knn", "decoder-cosine", "centroid"] = "quantile-knn",
-    n_candidates: int = 32,
-    *,
-    source_decoder: Any = None,
-    target_decoder: Any = None,
-    n_projections: int = 128,
-    n_quantiles: int = 32,
-    seed: int = 0,
-    device: str | torch.device = "cuda",
-    batch_size: int = DEFAULT_BATCH,
-) -> npt.NDArray[np.int64]:
-    """Candidate (source, target) index pairs of :func:`semot.match`, searched with torch.
-
-    Parameters
-    ----------
-    source, target : FeatureDistributions, PointClouds or list of clouds
-        The two sets of features; indices count the features that fired.
-    candidates, n_candidates, source_decoder, target_decoder, n_projections, n_quantiles, seed
-        As in :func:`semot.match`.
-    device, batch_size
-        As in :func:`sliced_quantile_embedding`.
-
-    Returns
-    -------
-    ndarray of int64, shape (n_source * n_candidates, 2)
-        Rows ``(i, j)``, sources in order, each source's candidates nearest first.
-    """
-    from semot.matching.matcher import _decoder_rows, feature_set
-
-    n_candidates = check_positive_int(n_candidates, "n_candidates")
-    with warnings.catch_warnings():
-        # match() reports features that never fired; the search only needs the clouds.
-        warnings.simplefilter("ignore", UserWarning)
-        src, tgt = feature_set(source, "source"), feature_set(target, "target")
-    if candidates == "quantile-knn":
-        proj = random_projections(src.clouds.dim, n_projections, seed)
-        a: Any = sliced_quantile_embedding(
-            src.clouds, projections=proj, n_quantiles=n_quantiles, device=device,
-            batch_size=batch_size,
-        )  # fmt: skip
-        b: Any = sliced_quantile_embedding(
-            tgt.clouds, projections=proj, n_quantiles=n_quantiles, device=device,
-            batch_size=batch_size,
-        )  # fmt: skip
-    elif candidates == "centroid":
-        from semot.matching.matcher import centroids
-
-        a, b = centroids(src.clouds), centroids(tgt.clouds)
-    elif candidates == "decoder-cosine":
-        if source_decoder is None or target_decoder is None:
-            raise ValueError(
-                "candidates='decoder-cosine' needs source_decoder and target_decoder "
-                "(arrays of shape (n_features, d_model))"
-            )
-        a = _decoder_rows(source_decoder, src.ids, "source_decoder")
-        b = _decoder_rows(target_decoder, tgt.ids, "target_decoder")
-        idx = knn_cosine(a, b, n_candidates, device=device)[0]
-    else:
-        raise ValueError(
-            "candidates: expected one of ['quantile-knn', 'decoder-cosine', 'centroid'], "
-            f"got {candidates!r}"
-        )
-    if candidates != "decoder-cosine":
-        idx = knn_euclidean(a, b, n_candidates, device=device)[0]
-    rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
-    return np.stack([rows, idx.ravel()], 1).astype(np.int64)
-
-
-def match(
-    source: Any,
-    target: Any,
-    *,
-    device: str | torch.device = "cuda",
-    metric: Literal["sliced", "sinkhorn"] = "sliced",
-    k: int = 5,
-    assignment: Literal["nearest", "one-to-one"] = "nearest",
-    threshold: float | Literal["auto"] | None = None,
-    margin: float | None = None,
-    candidates: Literal["quantile-knn", "decoder-cosine", "centroid"] = "quantile-knn",
-    n_candidates: int = 32,
-    source_decoder: Any = None,
-    target_decoder: Any = None,
-    n_projections: int = 128,
-    n_quantiles: int = 32,
-    reg: float | None = None,
-    seed: int = 0,
-    n_threads: int | None = None,
-) -> Any:
-    """Run :func:`semot.match` with the candidate search on a torch device.
-
-    The candidates come from :func:`candidate_pairs` on ``device``; the exact distances and
-    the assignment are those of :func:`semot.match` (Rust kernels on the CPU). The frame is
-    the one :func:`semot.match` returns, up to candidates whose search distances tie within
-    float rounding.
-
-    Parameters
-    ----------
-    source, target, metric, k, assignment, threshold, margin, candidates, n_candidates
-        As in :func:`semot.match` (a candidate search is required here).
-    source_decoder, target_decoder, n_projections, n_quantiles, reg, seed, n_threads
-        As in :func:`semot.match`.
-    device : str or torch.device
-        Where the candidate search runs.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``source``, ``target``, ``rank``, ``distance``, ``matched``.
-    """
-    from semot.matching.matcher import feature_sets, matches_from_pairs, pair_distances
-
-    if metric not in ("sliced", "sinkhorn"):
-        raise ValueError(f"metric: expected one of ['sliced', 'sinkhorn'], got {metric!r}")
-    k = check_positive_int(k, "k")
-    src, tgt = feature_sets(source, target)
-    pairs = candidate_pairs(
-        source, target, candidates, n_candidates, source_decoder=source_decoder,
-        target_decoder=target_decoder, n_projections=n_projections, n_quantiles=n_quantiles,
-        seed=seed, device=device,
-    )  # fmt: skip
-    dist = pair_distances(src, tgt, pairs, metric, n_projections, reg, seed, n_threads)
-    return matches_from_pairs(
-        pairs, dist, src.ids, tgt.ids, k=k, assignment=assignment, threshold=threshold,
-        margin=margin,
-    )  # fmt: skip

@@ -21,13 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from semot.matching.matcher import (
-    Assignment,
-    Threshold,
-    centroids,
-    feature_set,
-    matches_from_distances,
-)
+from semot.matching.frame import Assignment, Threshold, matches_from_distances
+from semot.matching.sets import centroids, feature_set
 
 
 def _np(x: Any, name: str, ndim: int) -> npt.NDArray[np.float64]:
