@@ -1,5 +1,6 @@
-// DOM check of the page that semot.graph_view.write_html writes (run by tests/test_graph_view.py
-// with jsdom when node and jsdom are installed). Usage: node graph_view_dom.js page.html
+// DOM check of the page that semot.circuits.html_page.write_html writes (run by
+// tests/test_graph_view.py with jsdom when node and jsdom are installed).
+// Usage: node graph_view_dom.js page.html
 const fs = require("fs");
 const { JSDOM, VirtualConsole } = require("jsdom");
 const errors = [];

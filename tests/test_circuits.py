@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semot.circuits.compress import compress, group_nodes, profile_distances, run_layer, silhouette
-from semot.circuits.graph import AttributionGraph, agreement
+from semot.circuits.compress import compress, group_nodes, profile_distances, run_layer
+from semot.circuits.graph import AttributionGraph
 from semot.cli.app import main
+from semot.grouping.metrics import agreement, silhouette
 from semot.synthetic.graph import planted_graph
 from semot.synthetic.planted import collect_planted, make_planted_model, save_planted_run
 

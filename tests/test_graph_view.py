@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from semot.circuits.view import GraphPicture, _check, _layout, plot_compression, write_html
+from semot.circuits.html_page import write_html
+from semot.circuits.layout import GraphPicture, check_picture, compute_layout
+from semot.circuits.png import plot_compression
 
 
 def _graphs_dir() -> Path:
@@ -118,7 +120,7 @@ def test_html_links_limited(tmp_path: Path) -> None:
 
 def test_layout_no_overlap_and_axes() -> None:
     pic, labels, names = small_picture()
-    lay = _layout(_check(pic, labels, names, 100), 100)
+    lay = compute_layout(check_picture(pic, labels, names, 100), 100)
     xy, r = lay.node_xy, lay.node_r
     d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
     np.fill_diagonal(d, np.inf)
@@ -320,7 +322,7 @@ def test_real_graph(tmp_path: Path, name: str) -> None:
     import matplotlib.image as mpimg
 
     assert mpimg.imread(png).ndim == 3
-    lay = _layout(_check(pic, labels, names, 400), 400)
+    lay = compute_layout(check_picture(pic, labels, names, 400), 400)
     from scipy.spatial import cKDTree
 
     for i, j in cKDTree(lay.node_xy).query_pairs(2 * lay.node_r.max()):

@@ -1,4 +1,5 @@
-"""Attribution-graph I/O (semot.circuits.graph) on real and hand-written graphs, and the metrics."""
+"""Attribution-graph I/O (semot.circuits.graph) on real and hand-written graphs, and the metrics
+(semot.circuits.metrics, semot.grouping.metrics)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semot.circuits.graph import (
-    MAX_PINS,
-    AttributionGraph,
-    GraphFormatError,
-    agreement,
-    coherence,
-    compression_ratio,
+from semot.circuits.graph import AttributionGraph
+from semot.circuits.graph_format import MAX_PINS
+from semot.circuits.metrics import (
     edge_weight_split,
     graph_report,
     influence_preserved,
     input_influence,
     node_influence,
 )
+from semot.errors import GraphFormatError
+from semot.grouping.metrics import agreement, coherence, compression_ratio
 
 LOCAL = Path(__file__).resolve().parent / "data" / "graphs"
 # The shared data folder sits next to the repository; CI clones the repository alone, so the

@@ -24,8 +24,18 @@ MOVED: dict[str, tuple[str, ...]] = {
     "semot.linkage": ("semot.grouping.linkage",),
     "semot.distributions": ("semot.features.container", "semot.errors"),
     "semot.sampling": ("semot.features.sampling",),
-    "semot.graphs": ("semot.circuits.graph", "semot.grouping.metrics", "semot.errors"),
-    "semot.graph_view": ("semot.circuits.view",),
+    "semot.graphs": (
+        "semot.circuits.graph",
+        "semot.circuits.graph_format",
+        "semot.circuits.metrics",
+        "semot.grouping.metrics",
+        "semot.errors",
+    ),
+    "semot.graph_view": (
+        "semot.circuits.layout",
+        "semot.circuits.png",
+        "semot.circuits.html_page",
+    ),
     # candidate_pairs / knn_euclidean / knn_cosine / match: the one search and the one match
     # (device=None there means the numpy search, where torch_backend's default was "cuda").
     "semot.torch_backend": (

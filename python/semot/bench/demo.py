@@ -134,7 +134,8 @@ def _format_table(table: Any) -> str:
 def _compress_planted_graph(model: Any, col: Any, seed: int) -> dict[str, Any]:
     """Supernodes of a synthetic graph: semantic (semot) and graph-profile (baseline)."""
     from semot.circuits.compress import compress
-    from semot.circuits.graph import AttributionGraph, agreement
+    from semot.circuits.graph import AttributionGraph
+    from semot.grouping.metrics import agreement
     from semot.synthetic.graph import planted_graph
 
     data, truth = planted_graph(model, seed=seed)
@@ -200,13 +201,15 @@ def _write_report(
     files += [out / "supernodes.json", out / "compressed.json"]
     if not plots:
         return files
-    from semot.circuits.view import plot_compression, write_html
-    from semot.cli.circuits import display_names, picture
+    from semot.circuits.view import write_pictures
 
-    pic = picture(circuit["graph"], "planted graph: semot supernodes")
-    names = display_names(res.labels, res.names)
-    files.append(plot_compression(pic, res.labels, names, out / "graph.png"))
-    files.append(write_html(pic, res.labels, names, out / "graph.html"))
+    files += write_pictures(
+        circuit["graph"],
+        res,
+        plot=out / "graph.png",
+        html=out / "graph.html",
+        title="planted graph: semot supernodes",
+    )
     files.append(plot_accuracy_vs_distance(results, out / "accuracy.png"))
     # Heatmap: 40 sources with exactly one true target, targets in the same order.
     truth = model.truth(0, far)

@@ -107,11 +107,12 @@ def plot_examples(examples: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _clean(x: Any) -> Any:
+def _json_ready(x: Any) -> Any:
+    """Turn numpy scalars into Python numbers, NaN into None, tuples into lists, keys into str."""
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): _json_ready(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [_json_ready(v) for v in x]
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (float, np.floating)):
@@ -123,5 +124,5 @@ def _clean(x: Any) -> Any:
 
 def write_json(obj: Any, path: Path) -> Path:
     """Write ``obj`` as JSON (NaN becomes null, numpy scalars become numbers)."""
-    path.write_text(json.dumps(_clean(obj), indent=2) + "\n")
+    path.write_text(json.dumps(_json_ready(obj), indent=2) + "\n")
     return path

@@ -5,7 +5,8 @@ its feature nodes into supernodes by the semantic distance between their distrib
 """
 
 from semot.circuits.compress import CompressionResult, NodeDistributions, compress
-from semot.circuits.graph import AttributionGraph, graph_report
+from semot.circuits.graph import AttributionGraph
+from semot.circuits.metrics import graph_report
 
 __all__ = [
     "AttributionGraph",

@@ -31,11 +31,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from semot.circuits.graph import AttributionGraph, graph_report
+from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_float
+from semot.circuits.graph import AttributionGraph
+from semot.circuits.metrics import graph_report
 from semot.clouds import PointClouds
 from semot.distances.sinkhorn import sinkhorn_pdist
 from semot.distances.sliced import sliced_wasserstein_pdist
 from semot.grouping.linkage import single_linkage
+from semot.grouping.metrics import canonical_labels, coherence, silhouette
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -164,6 +167,7 @@ def semantic_distances(
     ``"sliced"``: exact sliced W2; ``"sinkhorn"``: debiased Sinkhorn divergence with ``reg``
     (default: 5 % of the median squared distance between support points).
     """
+    check_choice(metric, "metric", ("sliced", "sinkhorn"))
     if metric == "sliced":
         cond = sliced_wasserstein_pdist(
             nd.clouds, n_projections=n_projections, seed=seed, n_threads=n_threads
@@ -173,8 +177,6 @@ def semantic_distances(
 
         r = reg if reg is not None else default_reg(nd.clouds, nd.clouds, seed)
         cond = np.asarray(sinkhorn_pdist(nd.clouds, reg=r, debiased=True, n_threads=n_threads))
-    else:
-        raise ValueError(f"metric: expected 'sliced' or 'sinkhorn', got {metric!r}")
     return _square(np.asarray(cond, np.float64), len(nd.nodes))
 
 
@@ -239,23 +241,6 @@ def _allowed(
     return ok
 
 
-def silhouette(d: F64, labels: I64) -> float:
-    """Mean silhouette of a clustering under a square distance matrix (singletons score 0)."""
-    n = len(labels)
-    k = int(labels.max()) + 1
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), labels] = 1.0
-    sizes = onehot.sum(0)
-    sums = d @ onehot  # (n, k): total distance from each point to each cluster
-    own = sizes[labels]
-    a = np.divide(sums[np.arange(n), labels], own - 1, out=np.zeros(n), where=own > 1)
-    mean_other = sums / np.maximum(sizes, 1)
-    mean_other[np.arange(n), labels] = np.inf
-    b = mean_other.min(1) if k > 1 else np.zeros(n)
-    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
-    return float(s.mean())
-
-
 @dataclass
 class Grouping:
     """Result of :func:`group_nodes`."""
@@ -312,8 +297,8 @@ def group_nodes(
     chosen = [x is not None and x is not False for x in (threshold, target_ratio, auto or None)]
     if sum(chosen) != 1:
         raise ValueError("give exactly one of threshold, target_ratio, auto")
-    if linkage not in ("single", "average"):
-        raise ValueError(f"linkage: expected 'single' or 'average', got {linkage!r}")
+    check_choice(linkage, "linkage", ("single", "average"))
+    check_optional_positive_int(layer_window, "layer_window", minimum=0)
     ok = _allowed(graph, idx, same_position, layer_window, connected)
     n_fixed = graph.n_nodes - n
 
@@ -328,7 +313,7 @@ def group_nodes(
             local = tree_cut(threshold=float(threshold))
             cut["threshold"] = float(threshold)
         elif target_ratio is not None:
-            if not 0.0 < target_ratio <= 1.0:
+            if check_positive_float(target_ratio, "target_ratio") > 1.0:
                 raise ValueError(f"target_ratio: expected a number in (0, 1], got {target_ratio!r}")
             want = max(1, round(target_ratio * graph.n_nodes) - n_fixed)
             if round(target_ratio * graph.n_nodes) <= n_fixed:
@@ -354,7 +339,7 @@ def group_nodes(
     others = np.setdiff1d(np.arange(graph.n_nodes), idx)
     labels[idx] = local
     labels[others] = (local.max() + 1 if n else 0) + np.arange(len(others))
-    labels = _canonical(labels)
+    labels = canonical_labels(labels)
     cut["n_groups"] = int(labels.max()) + 1
     return Grouping(labels, idx, cut)
 
@@ -394,15 +379,9 @@ def _tree(d: F64, ok: npt.NDArray[np.bool_], linkage: str) -> Any:
             lab = fcluster(z, threshold, criterion="distance")
         else:
             lab = fcluster(z, max(1, int(k or 1)), criterion="maxclust")
-        return _canonical(np.asarray(lab, np.int64))
+        return canonical_labels(np.asarray(lab, np.int64))
 
     return cut_average
-
-
-def _canonical(labels: I64) -> I64:
-    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))
-    return order[inv].astype(np.int64)
 
 
 _WORD = re.compile(r"[A-Za-z0-9_']+|[^\sA-Za-z0-9_']")
@@ -557,8 +536,6 @@ def compress(
     report["cut"] = grouping.cut
     report["n_missing_distributions"] = len(missing)
     if len(nodes) > 1:
-        from semot.circuits.graph import coherence
-
         report["coherence"] = coherence(labels[nodes], d)
     return CompressionResult(
         labels=labels,
@@ -576,3 +553,53 @@ def _median_off_diag(d: F64) -> float:
     iu = np.triu_indices(d.shape[0], 1)
     m = float(np.median(d[iu])) if len(iu[0]) else 1.0
     return m if m > 0 else 1.0
+
+
+def compression_summary(result: CompressionResult) -> str:
+    """Describe in a few lines what a compression did.
+
+    Parameters
+    ----------
+    result : CompressionResult
+        What :func:`compress` returned.
+
+    Returns
+    -------
+    str
+        The method, nodes -> groups, compression ratio and cut; the ``|weight|`` split inside
+        and across groups; the input influence kept; the agreement with hand-made supernodes
+        when the graph has some; the number of feature nodes without a distribution.
+    """
+    r = result.report
+    n_nodes = len(result.labels)
+    n_groups = int(result.labels.max()) + 1
+    lines = [
+        f"{result.method}: {n_nodes} nodes -> {n_groups} groups "
+        f"(compression ratio {r.get('compression_ratio', n_groups / n_nodes):.3f}; "
+        f"cut {result.cut})"
+    ]
+    split = r.get("edge_weight") or r.get("edge_weight_split")
+    if isinstance(split, dict):
+        lines.append(
+            "  |edge weight| inside supernodes "
+            + ", ".join(f"{k} {v:.3f}" for k, v in split.items() if isinstance(v, float))
+        )
+    infl = r.get("influence") or r.get("influence_preserved")
+    if isinstance(infl, dict):
+        lines.append(
+            "  input influence on the target logit: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in infl.items() if isinstance(v, float))
+        )
+    agree = r.get("agreement")
+    if isinstance(agree, dict):
+        lines.append(
+            "  vs hand-made supernodes: "
+            + ", ".join(
+                f"{'ARI' if k == 'ari' else k} {v:.3f}"
+                for k, v in agree.items()
+                if isinstance(v, float)
+            )
+        )
+    if result.missing:
+        lines.append(f"  {len(result.missing)} feature node(s) had no distribution (left unmerged)")
+    return "\n".join(lines)

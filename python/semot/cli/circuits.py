@@ -64,7 +64,7 @@ def _load_runs(paths: list[str]) -> list[Any]:
 def run_compress(args: argparse.Namespace) -> int:
     """Carry out ``semot compress``."""
     from semot.bench.report import write_json
-    from semot.circuits.compress import compress
+    from semot.circuits.compress import compress, compression_summary
     from semot.circuits.graph import AttributionGraph
 
     chosen = [args.threshold is not None, args.target_ratio is not None, bool(args.auto)]
@@ -96,75 +96,10 @@ def run_compress(args: argparse.Namespace) -> int:
         write_json(res.report, Path(args.report))
         written.append(args.report)
     if args.plot or args.html:
-        from semot.circuits.view import plot_compression, write_html
+        from semot.circuits.view import write_pictures
 
-        pic = picture(graph)
-        names = display_names(res.labels, res.names)
-        if args.plot:
-            written.append(str(plot_compression(pic, res.labels, names, args.plot)))
-        if args.html:
-            written.append(str(write_html(pic, res.labels, names, args.html)))
-    print(summary(res))
+        pictures = write_pictures(graph, res, plot=args.plot, html=args.html)
+        written += [str(p) for p in pictures]
+    print(compression_summary(res))
     print(f"wrote {', '.join(written)}")
     return 0
-
-
-def picture(graph: Any, title: str | None = None) -> Any:
-    """Return the plain-array view of a graph that :mod:`semot.circuits.view` draws."""
-    from semot.circuits.view import GraphPicture
-
-    return GraphPicture(
-        layers=graph.layers,
-        positions=graph.positions,
-        kinds=list(graph.kinds),
-        texts=list(graph.clerps),
-        src=graph.src,
-        dst=graph.dst,
-        weight=graph.weight,
-        prompt_tokens=list(graph.prompt_tokens),
-        title=title if title is not None else str(graph.raw.get("metadata", {}).get("slug", "")),
-    )
-
-
-def display_names(labels: Any, names: list[str]) -> list[str]:
-    """Group names for pictures: groups of one node stay unlabelled, so labels stay legible."""
-    import numpy as np
-
-    sizes = np.bincount(labels, minlength=len(names))
-    return [n if sizes[g] > 1 else "" for g, n in enumerate(names)]
-
-
-def summary(res: Any) -> str:
-    """Describe in a few lines what a compression did."""
-    r = res.report
-    n_nodes = len(res.labels)
-    n_groups = int(res.labels.max()) + 1
-    lines = [
-        f"{res.method}: {n_nodes} nodes -> {n_groups} groups "
-        f"(compression ratio {r.get('compression_ratio', n_groups / n_nodes):.3f}; cut {res.cut})"
-    ]
-    split = r.get("edge_weight") or r.get("edge_weight_split")
-    if isinstance(split, dict):
-        lines.append(
-            "  |edge weight| inside supernodes "
-            + ", ".join(f"{k} {v:.3f}" for k, v in split.items() if isinstance(v, float))
-        )
-    infl = r.get("influence") or r.get("influence_preserved")
-    if isinstance(infl, dict):
-        lines.append(
-            "  input influence on the target logit: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in infl.items() if isinstance(v, float))
-        )
-    agree = r.get("agreement")
-    if isinstance(agree, dict):
-        lines.append(
-            "  vs hand-made supernodes: "
-            + ", ".join(
-                f"{'ARI' if k == 'ari' else k} {v:.3f}"
-                for k, v in agree.items()
-                if isinstance(v, float)
-            )
-        )
-    if res.missing:
-        lines.append(f"  {len(res.missing)} feature node(s) had no distribution (left unmerged)")
-    return "\n".join(lines)

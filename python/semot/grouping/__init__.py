@@ -6,5 +6,24 @@ from semot.grouping.linkage import (
     merge_by_threshold,
     single_linkage,
 )
+from semot.grouping.metrics import (
+    agreement,
+    canonical_labels,
+    coherence,
+    compression_ratio,
+    group_members,
+    silhouette,
+)
 
-__all__ = ["MergeTree", "connected_components", "merge_by_threshold", "single_linkage"]
+__all__ = [
+    "MergeTree",
+    "agreement",
+    "canonical_labels",
+    "coherence",
+    "compression_ratio",
+    "connected_components",
+    "group_members",
+    "merge_by_threshold",
+    "silhouette",
+    "single_linkage",
+]
