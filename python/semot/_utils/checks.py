@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,3 +124,25 @@ def check_positive_float(value: Any, name: str) -> float:
 def check_optional_positive_int(value: Any, name: str, minimum: int = 1) -> int | None:
     """Like :func:`check_positive_int`, but ``None`` passes through."""
     return None if value is None else check_positive_int(value, name, minimum)
+
+
+def renamed_argument(
+    value: Any, old_value: Any, name: str, old_name: str, *, reason: str = "", stacklevel: int = 3
+) -> Any:
+    """Return the value of an argument that was renamed, warning when the old name is used.
+
+    ``value`` is what the caller passed under the new name ``name`` (None when not given),
+    ``old_value`` what it passed under ``old_name``. Passing both is a TypeError; the old name
+    gives a DeprecationWarning (``stacklevel`` counts from the caller of this function, so the
+    default points at the caller of the public function that calls it).
+    """
+    if old_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"{name}: give {name}= or its deprecated alias {old_name}=, not both")
+    warnings.warn(
+        f"{old_name}= is deprecated and will be removed in semot 0.3; use {name}={reason}",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return old_value

@@ -35,8 +35,10 @@ from semot._utils.checks import check_choice, check_optional_positive_int, check
 from semot.circuits.graph import AttributionGraph
 from semot.circuits.metrics import graph_report
 from semot.clouds import PointClouds
-from semot.distances.sinkhorn import sinkhorn_pdist
+from semot.distances.choice import Distance, check_distance
+from semot.distances.sinkhorn import default_reg, sinkhorn_pdist
 from semot.distances.sliced import sliced_wasserstein_pdist
+from semot.errors import SemotWarning
 from semot.grouping.linkage import single_linkage
 from semot.grouping.metrics import canonical_labels, coherence, silhouette
 
@@ -156,25 +158,25 @@ def _iter_runs(runs: Any) -> list[tuple[str, Any]]:
 def semantic_distances(
     nd: NodeDistributions,
     *,
-    metric: Literal["sliced", "sinkhorn"] = "sliced",
+    distance: Distance | None = None,
     n_projections: int = 128,
     reg: float | None = None,
     seed: int = 0,
     n_threads: int | None = None,
+    metric: Distance | None = None,
 ) -> F64:
     """Square matrix of distances between the nodes' distributions (order of ``nd.nodes``).
 
-    ``"sliced"``: exact sliced W2; ``"sinkhorn"``: debiased Sinkhorn divergence with ``reg``
-    (default: 5 % of the median squared distance between support points).
+    ``distance="sliced"`` (default): exact sliced W2; ``"sinkhorn"``: debiased Sinkhorn
+    divergence with ``reg`` (default: 5 % of the median squared distance between support
+    points). ``metric`` is the deprecated alias of ``distance``.
     """
-    check_choice(metric, "metric", ("sliced", "sinkhorn"))
-    if metric == "sliced":
+    chosen = check_distance(distance, metric)
+    if chosen == "sliced":
         cond = sliced_wasserstein_pdist(
             nd.clouds, n_projections=n_projections, seed=seed, n_threads=n_threads
         )
-    elif metric == "sinkhorn":
-        from semot.matching.matcher import default_reg
-
+    else:
         r = reg if reg is not None else default_reg(nd.clouds, nd.clouds, seed)
         cond = np.asarray(sinkhorn_pdist(nd.clouds, reg=r, debiased=True, n_threads=n_threads))
     return _square(np.asarray(cond, np.float64), len(nd.nodes))
@@ -320,7 +322,7 @@ def group_nodes(
                 warnings.warn(
                     f"target_ratio {target_ratio}: the graph has {n_fixed} nodes that never "
                     "merge; merging the mergeable ones as far as allowed",
-                    UserWarning,
+                    SemotWarning,
                     stacklevel=2,
                 )
             local = tree_cut(k=min(want, n))
@@ -453,7 +455,7 @@ def compress(
     threshold: float | None = None,
     target_ratio: float | None = None,
     auto: bool = False,
-    metric: Literal["sliced", "sinkhorn"] = "sliced",
+    distance: Distance | None = None,
     graph_weight: float | None = None,
     linkage: Linkage = "single",
     same_position: bool = False,
@@ -464,6 +466,7 @@ def compress(
     seed: int = 0,
     n_threads: int | None = None,
     context_tokens: Mapping[int, Sequence[str]] | None = None,
+    metric: Distance | None = None,
 ) -> CompressionResult:
     """Group a graph's feature nodes into supernodes and compress the graph.
 
@@ -476,8 +479,9 @@ def compress(
     threshold, target_ratio, auto
         The cut; exactly one (see :func:`group_nodes`). Thresholds are in the units of the
         distance used: sliced W2, or ``1 - cosine`` for the graph distance, or the mix below.
-    metric : {"sliced", "sinkhorn"}
-        Semantic distance.
+    distance : {"sliced", "sinkhorn"}, optional
+        Semantic distance (default ``"sliced"``); ``metric`` is its deprecated alias (in POT,
+        ``metric`` names the ground cost).
     graph_weight : float in [0, 1], optional
         With distributions: the distance is ``(1 - w) * semantic / median(semantic) +
         w * graph / median(graph)`` (each term scaled to median 1). Default 0.
@@ -492,6 +496,7 @@ def compress(
         :func:`semot.circuits.graph.graph_report` (with agreement against the graph's hand-made
         supernodes when it has some).
     """
+    chosen = check_distance(distance, metric)
     missing: list[int] = []
     if distributions is None:
         if graph_weight not in (None, 1.0):
@@ -506,15 +511,15 @@ def compress(
             warnings.warn(
                 f"{len(missing)} feature node(s) have no distribution and stay unmerged "
                 f"(first: {graph.node_ids[missing[0]]})",
-                UserWarning,
+                SemotWarning,
                 stacklevel=2,
             )
         nodes = nd.nodes
         d = semantic_distances(
-            nd, metric=metric, n_projections=n_projections, reg=reg, seed=seed,
+            nd, distance=chosen, n_projections=n_projections, reg=reg, seed=seed,
             n_threads=n_threads,
         )  # fmt: skip
-        method = f"semantic ({metric})"
+        method = f"semantic ({chosen})"
         w = 0.0 if graph_weight is None else float(graph_weight)
         if not 0.0 <= w <= 1.0:
             raise ValueError(f"graph_weight: expected a number in [0, 1], got {graph_weight!r}")

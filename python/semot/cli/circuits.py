@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from semot.cli.options import add_distance_option, chosen_distance
+
 
 def add_parser(sub: Any) -> None:
     """Register the ``compress`` sub-command."""
@@ -30,7 +32,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--same-position", action="store_true", help="merge only at one position")
     c.add_argument("--layer-window", type=int, help="merge only within this many layers")
     c.add_argument("--connected", action="store_true", help="merge only nodes joined by links")
-    c.add_argument("--metric", choices=["sliced", "sinkhorn"], default="sliced")
+    add_distance_option(c)
     c.add_argument("--linkage", choices=["single", "average"], default="single")
     c.add_argument(
         "--graph-weight", type=float,
@@ -78,7 +80,7 @@ def run_compress(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         target_ratio=args.target_ratio,
         auto=args.auto,
-        metric=args.metric,
+        distance=chosen_distance(args),
         graph_weight=args.graph_weight,
         linkage=args.linkage,
         same_position=args.same_position,

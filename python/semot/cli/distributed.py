@@ -14,7 +14,7 @@ from typing import Any
 
 def add_parsers(sub: Any) -> None:
     """Register the ``cdist`` sub-command."""
-    from semot.cli.match import add_distance_option
+    from semot.cli.options import add_distance_option
 
     c = sub.add_parser(
         "cdist",
@@ -57,7 +57,8 @@ def run_cdist(args: argparse.Namespace) -> int:
     import numpy as np
 
     from semot import distributed
-    from semot.cli.match import chosen_distance, find_site, load_sites
+    from semot.cli.match import find_site, load_sites
+    from semot.cli.options import chosen_distance
     from semot.matching.sets import feature_set
 
     out = Path(args.out)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from semot.cli.options import add_distance_option, chosen_distance
+
 
 def add_parsers(sub: Any) -> None:
     """Register the ``match`` and ``bench-match`` sub-commands."""
@@ -62,26 +64,6 @@ def add_parsers(sub: Any) -> None:
         help="samples per feature for the accuracy-vs-n curve",
     )  # fmt: skip
     b.add_argument("--quick", action="store_true", help="one seed, one noise level, fewer sizes")
-
-
-def add_distance_option(parser: Any) -> None:
-    """Add ``--distance`` and its hidden, deprecated alias ``--metric``."""
-    parser.add_argument(
-        "--distance", choices=["sliced", "sinkhorn"],
-        help="sliced Wasserstein or Sinkhorn divergence (default: sliced)",
-    )  # fmt: skip
-    # The old name; in POT "metric" is the ground cost, so it was renamed.
-    parser.add_argument("--metric", choices=["sliced", "sinkhorn"], help=argparse.SUPPRESS)
-
-
-def chosen_distance(args: argparse.Namespace) -> str:
-    """Return the ``--distance`` of a command line (or of the deprecated ``--metric``)."""
-    if args.metric is None:
-        return str(args.distance or "sliced")
-    if args.distance is not None:
-        raise ValueError("--distance: give --distance or its deprecated alias --metric, not both")
-    print("semot: --metric is deprecated; use --distance", file=sys.stderr)
-    return str(args.metric)
 
 
 def find_site(runs: dict[str, Any], key: str, flag: str) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from semot import _core
 from semot._utils.checks import check_positive_int
 from semot.clouds import PointClouds
 
@@ -35,15 +36,12 @@ __all__ = [
 DEFAULT_BLOCK = 512
 #: Default height of a row stripe (matrix-product paths: every block spans all columns).
 DEFAULT_STRIPE = 1024
-# Copies of two constants of the Rust kernels (semot._core); the one place they are
-# repeated in Python. To become semot._core.GEMM_ROWS / GEMM_MIN_PAIRS once the extension
-# exports them.
-# Rows per matrix-product chunk in the Rust quantile kernel: stripes start at multiples of it
-# so that every chunk, hence every rounding, is the one of a single-process call.
-_GEMM_ROWS = 128
-# The Rust sliced cdist takes the matrix-product path from this many pairs on (p = 2, uniform
-# weights, equal sizes); blocks must take the same path as the whole call would.
-_GEMM_MIN_PAIRS = 4096
+# Read from the Rust kernels, never copied: rows per matrix-product chunk of the quantile
+# kernel (stripes start at multiples of it, so every chunk, hence every rounding, is the one
+# of a single-process call), and the number of pairs from which the sliced cdist takes the
+# matrix-product path (p = 2, uniform weights, equal sizes; blocks must take the same path).
+_GEMM_ROWS: int = _core.GEMM_ROWS
+_GEMM_MIN_PAIRS: int = _core.GEMM_MIN_PAIRS
 
 
 @dataclass(frozen=True)

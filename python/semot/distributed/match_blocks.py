@@ -22,13 +22,13 @@ import numpy.typing as npt
 
 from semot._utils.checks import check_positive_int
 from semot.clouds import PointClouds
+from semot.distances.choice import Distance
 from semot.distances.sinkhorn import DEFAULT_MAX_ITER, DEFAULT_TOL, warn_unconverged
 from semot.distributed.blocks import DEFAULT_BLOCK, Block, clouds_rows, row_blocks, tiles
 from semot.distributed.client import ClientLike, Progress, aligned, connect, run_blocks, scatter
 from semot.distributed.sinks import BlockStore, digest_arrays, digest_clouds
 from semot.matching.frame import Assignment, Threshold, all_pairs, matches_from_pairs
 from semot.matching.matcher import (
-    Distance,
     ExactStage,
     check_match_args,
     exact_stage,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ from semot._utils.checks import (
     check_positive_int,
 )
 from semot.clouds import PointClouds
+from semot.distances.choice import DISTANCES, Distance, check_distance
 from semot.distances.projections import random_projections
 from semot.distances.sinkhorn import ConvergenceWarning, sinkhorn_pairs
 from semot.distances.sinkhorn import default_reg as default_reg
@@ -63,9 +64,6 @@ __all__ = [
     "match",
     "pair_distances",
 ]
-
-Distance = Literal["sliced", "sinkhorn"]
-DISTANCES: tuple[Distance, ...] = ("sliced", "sinkhorn")
 
 
 class MatchOptions(NamedTuple):
@@ -110,18 +108,7 @@ def check_match_args(
     TypeError when both are given). Must be called directly by the public function (the
     DeprecationWarning points at its caller).
     """
-    if metric is not None:
-        if distance is not None:
-            raise TypeError("distance: give distance= or its deprecated alias metric=, not both")
-        warnings.warn(
-            "metric= is deprecated and will be removed in semot 0.3; use distance= (in POT, "
-            "'metric' names the ground cost)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        dist: Distance = check_choice(metric, "metric", DISTANCES)
-    else:
-        dist = check_choice("sliced" if distance is None else distance, "distance", DISTANCES)
+    dist = check_distance(distance, metric, stacklevel=5)
     k, assignment, threshold, margin = check_frame_args(k, assignment, threshold, margin)
     if candidates is not None:
         check_choice(candidates, "candidates", CANDIDATES)

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semot.clouds import PointClouds, as_clouds
+from semot.errors import UnfiredFeaturesWarning
 
 __all__ = ["FeatureSet", "centroids", "decoder_rows", "feature_set", "feature_sets"]
 
@@ -62,8 +63,8 @@ def feature_set(obj: Any, name: str) -> FeatureSet:
 def feature_sets(source: Any, target: Any, *, warn: bool = True) -> tuple[FeatureSet, FeatureSet]:
     """Feature sets of both sides of a match, in one space.
 
-    With ``warn``, a UserWarning counts the features that never fired; it points at the
-    caller of the public function that called this one.
+    With ``warn``, an :class:`~semot.errors.UnfiredFeaturesWarning` counts the features that
+    never fired; it points at the caller of the public function that called this one.
     """
     src, tgt = feature_set(source, "source"), feature_set(target, "target")
     if src.clouds.dim != tgt.clouds.dim:
@@ -76,7 +77,7 @@ def feature_sets(source: Any, target: Any, *, warn: bool = True) -> tuple[Featur
             warnings.warn(
                 f"{side}: {fs.n_excluded} of {fs.n_excluded + len(fs.ids)} features never "
                 "fired and are not matched",
-                UserWarning,
+                UnfiredFeaturesWarning,
                 stacklevel=3,
             )
     return src, tgt
