@@ -32,7 +32,7 @@ MAX_DEFAULT_QUANTILES = 64
 
 
 def random_projections(
-    d: int, n_projections: int = 128, seed: int | np.random.Generator | None = None
+    d: int, n_projections: int = 128, seed: int | np.random.Generator | None = 0
 ) -> npt.NDArray[np.float64]:
     """Draw unit directions in dimension ``d``.
 
@@ -45,7 +45,8 @@ def random_projections(
     seed : int, numpy Generator or None
         Seed of the explicit generator (SplitMix64-seeded xoshiro256++; standard normals from
         the Box-Muller transform, drawn direction by direction; each direction then divided by
-        its norm). ``None`` draws fresh operating-system entropy.
+        its norm). The default ``0``, like every ``seed`` default of semot, makes a call
+        reproducible; ``None`` draws fresh operating-system entropy.
 
     Returns
     -------

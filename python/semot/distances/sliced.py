@@ -62,7 +62,7 @@ def sliced_wasserstein_distance(
     *,
     n_projections: int = 128,
     p: float = 2,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
     projections: Any = None,
 ) -> float:
     r"""Sliced Wasserstein distance between two weighted point clouds.
@@ -85,7 +85,8 @@ def sliced_wasserstein_distance(
     p : float
         Order, ``p >= 1``.
     seed : int, numpy Generator or None
-        Seed of :func:`random_projections`.
+        Seed of :func:`random_projections` (default 0: the same directions every call; None
+        draws fresh entropy, as POT's default does).
     projections : array_like, shape (d, L), optional
         Directions as columns (used as given, not normalised).
 
@@ -109,7 +110,7 @@ def sliced_wasserstein_cdist(
     *,
     n_projections: int = 128,
     p: float = 2,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
     projections: Any = None,
     method: Method = "exact",
     n_quantiles: int | None = None,
@@ -167,7 +168,7 @@ def sliced_wasserstein_pdist(
     *,
     n_projections: int = 128,
     p: float = 2,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
     projections: Any = None,
     method: Method = "exact",
     n_quantiles: int | None = None,
@@ -197,7 +198,7 @@ def sliced_wasserstein_pairs(
     *,
     n_projections: int = 128,
     p: float = 2,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
     projections: Any = None,
     method: Method = "exact",
     n_quantiles: int | None = None,
@@ -260,7 +261,7 @@ def sliced_quantile_embedding(
     *,
     n_projections: int = 128,
     p: float = 2,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
     projections: Any = None,
     n_quantiles: int | None = None,
     n_threads: int | None = None,

@@ -185,7 +185,7 @@ def sliced_wasserstein_cdist(
     client: ClientLike = None,
     n_projections: int = 128,
     p: float = 2,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
     projections: Any = None,
     method: Literal["exact", "quantile"] = "exact",
     n_quantiles: int | None = None,
