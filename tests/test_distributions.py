@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import semot
-import semot.features.container as dist_mod
+import semot.features.format as format_mod
 from semot._utils.safetensors import CorruptFileError, read_safetensors, write_safetensors
 from semot.clouds import as_clouds
 from semot.features.container import FeatureDistributions
@@ -558,7 +558,7 @@ def test_killed_write_leaves_no_loadable_directory(
     tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fd = make_fd(rng, SIZES)
-    real_write = dist_mod.write_safetensors
+    real_write = format_mod.write_safetensors
     calls = []
 
     def dying_write(*args: Any, **kw: Any) -> Any:
@@ -567,7 +567,7 @@ def test_killed_write_leaves_no_loadable_directory(
         calls.append(args[0])
         return real_write(*args, **kw)
 
-    monkeypatch.setattr(dist_mod, "write_safetensors", dying_write)
+    monkeypatch.setattr(format_mod, "write_safetensors", dying_write)
     with pytest.raises(KeyboardInterrupt):
         fd.save(tmp_path / "fd", shard_size=3)
     monkeypatch.undo()

@@ -25,11 +25,13 @@ arrays in the offline demo. Memory is ``O(F * n * k)``; nothing per token is kep
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from semot.features.container import FeatureDistributions
 
 Mode = Literal["weighted", "top"]
 MODES: tuple[Mode, ...] = ("weighted", "top")
@@ -89,8 +91,13 @@ def hash_uniform(seed: int, seq: Any, pos: Any, feature: Any) -> Any:
     return _bits_to_uniform(hash_bits(seed, seq, pos, feature))
 
 
+def _is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (checked by module, so torch is never imported here)."""
+    return type(x).__module__.startswith("torch")
+
+
 def _bits_to_uniform(bits: Any) -> Any:
-    f64 = bits.double() if type(bits).__module__.startswith("torch") else bits.astype(np.float64)
+    f64 = bits.double() if _is_torch(bits) else bits.astype(np.float64)
     return (f64 + 0.5) / float(1 << 48)
 
 
@@ -98,7 +105,7 @@ class _Ops:
     """The handful of array operations the sampler needs, for one backend."""
 
     def __init__(self, like: Any) -> None:
-        self.torch = type(like).__module__.startswith("torch")
+        self.torch = _is_torch(like)
         if self.torch:
             import torch
 
@@ -246,21 +253,16 @@ def to_distributions(
     feature_ids: Any,
     metadata: dict[str, Any],
     reference_arrays: dict[str, Any] | None = None,
-) -> Any:
-    """Wrap a sampler's result as a :class:`semot.FeatureDistributions` (validated)."""
-    from semot.features.container import FeatureDistributions
+) -> FeatureDistributions:
+    """Wrap a sampler's result as a :class:`semot.FeatureDistributions` (validated).
 
+    Every field of ``samples`` is the :meth:`FeatureDistributions.from_arrays` argument of
+    the same name; ``feature_ids`` gives the id of each of the sampler's features.
+    """
+    arrays = {field.name: getattr(samples, field.name) for field in fields(samples)}
     return FeatureDistributions.from_arrays(
-        points=samples.points,
-        weights=samples.weights,
-        activations=samples.activations,
-        keys=samples.keys,
-        seq=samples.seq,
-        pos=samples.pos,
-        offsets=samples.offsets,
+        **arrays,
         feature_ids=feature_ids,
-        firing_counts=samples.firing_counts,
-        activation_sums=samples.activation_sums,
         metadata=metadata,
         reference_arrays=reference_arrays,
     )
