@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from semot._utils.checks import check_positive_int
 from semot.clouds import PointClouds
-from semot.errors import CorruptFileError
+from semot.errors import CorruptFileError, UnfiredFeaturesWarning
 from semot.features.blocks import DTYPES, FeatureBlock, empty_block, gather_features, readonly
 from semot.features.checks import (
     as_stored_array,
@@ -651,8 +651,9 @@ class FeatureDistributions:
     def to_clouds(self, *, include_unfired: bool = False) -> PointClouds:
         """Return the fired features as :class:`~semot.PointClouds`, in :attr:`fired_ids` order.
 
-        Features with an empty sample (never fired) are left out with a ``UserWarning``, since
-        a :class:`~semot.PointClouds` cannot hold an empty cloud. When the kept features are
+        Features with an empty sample (never fired) are left out with an
+        :class:`~semot.errors.UnfiredFeaturesWarning`, since a :class:`~semot.PointClouds`
+        cannot hold an empty cloud. When the kept features are
         one contiguous run of one shard (or of the in-memory arrays), the points and weights
         are the stored arrays themselves (zero-copy, memory-mapped after :meth:`load`);
         otherwise they are copied. Data that has not been validated yet (after :meth:`load`) is
@@ -686,7 +687,7 @@ class FeatureDistributions:
                 f"{n_empty} of {n} features never fired (empty samples) and are left out of "
                 f"the PointClouds; fd.fired_ids lists the ids of the {keep.shape[0]} clouds kept, "
                 "in order",
-                UserWarning,
+                UnfiredFeaturesWarning,
                 stacklevel=2,
             )
         bi = np.searchsorted(self._starts, keep, side="right") - 1
