@@ -26,7 +26,15 @@ import numpy as np
 from semot._utils.atomic import atomic_write
 from semot.errors import CorruptFileError
 
-__all__ = ["CorruptFileError", "read_safetensors", "write_safetensors"]
+# CorruptFileError is re-exported: it was importable from here before it moved to semot.errors.
+__all__ = [
+    "DTYPES",
+    "CorruptFileError",
+    "file_sha256",
+    "read_header",
+    "read_safetensors",
+    "write_safetensors",
+]
 
 #: safetensors dtype name -> numpy dtype (always little-endian).
 DTYPES: dict[str, np.dtype[Any]] = {

@@ -33,6 +33,19 @@ import numpy.typing as npt
 
 from semot.features.container import FeatureDistributions
 
+__all__ = [
+    "MODES",
+    "FeatureSampler",
+    "Mode",
+    "SampleArrays",
+    "combine_hashes",
+    "feature_hash",
+    "hash_bits",
+    "hash_uniform",
+    "to_distributions",
+    "token_hash",
+]
+
 Mode = Literal["weighted", "top"]
 MODES: tuple[Mode, ...] = ("weighted", "top")
 
