@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from semot._utils.checks import check_choice, check_positive_int
 from semot.features.container import FeatureDistributions
 
 __all__ = [
@@ -317,18 +318,10 @@ class FeatureSampler:
         seed: int = 0,
         like: Any = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        for name, v in (
-            ("n_features", n_features),
-            ("samples_per_feature", samples_per_feature),
-            ("dim", dim),
-        ):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        self.n_features = int(n_features)
-        self.n = int(samples_per_feature)
-        self.dim = int(dim)
+        check_choice(mode, "mode", MODES)
+        self.n_features = check_positive_int(n_features, "n_features")
+        self.n = check_positive_int(samples_per_feature, "samples_per_feature")
+        self.dim = check_positive_int(dim, "dim")
         self.mode: Mode = mode
         self.seed = int(seed)
         self.ops = _Ops(np.empty(0) if like is None else like)
