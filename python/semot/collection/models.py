@@ -145,7 +145,17 @@ def _features(features: Sequence[int] | None, d_sae: int) -> npt.NDArray[np.int6
     return arr
 
 
-_LAYER = re.compile(r"^blocks\.(\d+)\.")
+_BLOCK = re.compile(r"blocks\.(\d+)\.")
+
+
+def layer_index(hook: str) -> int | None:
+    """Return the transformer block ``i`` of a hook named ``...blocks.<i>....``, else None.
+
+    ``blocks.6.hook_resid_pre`` is in block 6; ``hook_embed`` and ``ln_final.hook_normalized``
+    are in no block.
+    """
+    match = _BLOCK.search(hook)
+    return int(match.group(1)) if match else None
 
 
 class HookedRunner:
@@ -170,10 +180,10 @@ class HookedRunner:
 
     def run(self, tokens: Any, hooks: Sequence[str]) -> dict[str, Any]:
         """Hidden states ``(B, L, d)`` at ``hooks``, stopping after the last needed block."""
-        layers = [_LAYER.match(h) for h in hooks]
+        layers = [layer_index(h) for h in hooks]
         stop: int | None = None
-        if all(m is not None for m in layers):
-            stop = max(int(m.group(1)) for m in layers if m is not None) + 1
+        if all(layer is not None for layer in layers):
+            stop = max(layer for layer in layers if layer is not None) + 1
             if stop >= self.model.cfg.n_layers:
                 stop = None
         store: dict[str, Any] = {}
