@@ -283,9 +283,9 @@ def save_hooked_transformer(model: Any, path: str | Path) -> Path:
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg.to_dict()
-    cfg = {k: (str(v) if k in ("dtype", "device") else v) for k, v in cfg.items()}
+    cfg = {key: (str(v) if key in ("dtype", "device") else v) for key, v in cfg.items()}
     (p / MODEL_CONFIG).write_text(json.dumps(cfg, default=str, indent=1), encoding="utf-8")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {name: v.detach().contiguous().cpu() for name, v in model.state_dict().items()}
     save_file(state, str(p / MODEL_WEIGHTS))
     if getattr(model, "tokenizer", None) is not None:
         model.tokenizer.save_pretrained(str(p))
@@ -315,7 +315,7 @@ def load_model(name_or_path: str | Path, *, device: str | None = None) -> Any:
         dtype = getattr(torch, str(raw.pop("dtype", "torch.float32")).replace("torch.", ""))
         raw.pop("device", None)
         allowed = set(HookedTransformerConfig.__dataclass_fields__)
-        raw = {k: v for k, v in raw.items() if k in allowed and k not in ("n_params",)}
+        raw = {key: v for key, v in raw.items() if key in allowed and key != "n_params"}
         cfg = HookedTransformerConfig(**raw, dtype=dtype, device=dev)
         tokenizer = None
         if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():

@@ -72,13 +72,36 @@ def default_reference_hook(hooks: Sequence[str]) -> str:
     return best
 
 
-def _warn_k_renamed(stacklevel: int) -> None:
-    warnings.warn(
-        "k: the reduced dimension of a reference space is now called n_components; "
-        "k will be removed in semot 0.3",
-        DeprecationWarning,
-        stacklevel=stacklevel + 1,
-    )
+_K_RENAMED = (
+    "k: the reduced dimension of a reference space is now called n_components; "
+    "k will be removed in semot 0.3"
+)
+
+
+def n_components_or_deprecated_k(
+    n_components: int | None, k: int | None, *, stacklevel: int
+) -> int | None:
+    """Return ``n_components``, or the value of its deprecated alias ``k`` (with a warning).
+
+    Parameters
+    ----------
+    n_components, k : int or None
+        The reduced dimension under its name and under its old name.
+    stacklevel : int
+        Frames between the caller of this function and the user's code that passed ``k``
+        (1: the caller itself was called by the user).
+
+    Raises
+    ------
+    ValueError
+        When both are given and differ.
+    """
+    if k is None:
+        return n_components
+    warnings.warn(_K_RENAMED, DeprecationWarning, stacklevel=stacklevel + 2)
+    if n_components is not None and n_components != k:
+        raise ValueError(f"k: deprecated alias of n_components={n_components!r}, got {k!r}")
+    return k
 
 
 @dataclass(frozen=True, init=False)
@@ -124,11 +147,7 @@ class ReferenceSpec:
         *,
         k: int | None = None,
     ) -> None:
-        if k is not None:
-            _warn_k_renamed(stacklevel=2)
-            if n_components is not None and n_components != k:
-                raise ValueError(f"k: deprecated alias of n_components={n_components!r}, got {k!r}")
-            n_components = k
+        n_components = n_components_or_deprecated_k(n_components, k, stacklevel=1)
         if not isinstance(hook, str):
             raise TypeError(f"hook: expected a hook name, got {type(hook).__name__}")
         if not hook:
@@ -157,7 +176,7 @@ class ReferenceSpec:
     @property
     def k(self) -> int | None:
         """Deprecated name of :attr:`n_components`."""
-        _warn_k_renamed(stacklevel=2)
+        warnings.warn(_K_RENAMED, DeprecationWarning, stacklevel=2)
         return self.n_components
 
     @property

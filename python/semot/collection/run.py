@@ -30,7 +30,6 @@ import re
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +55,7 @@ from semot.collection.reference import (
     ReferenceSpec,
     default_reference_hook,
     fit_reference,
+    n_components_or_deprecated_k,
 )
 from semot.collection.tokens import TokenSource, as_token_source, limit_tokens
 from semot.errors import CorruptFileError
@@ -151,16 +151,7 @@ def collect(
         One per site, keyed by site name.
     """
     require_torch()
-    if k is not None:
-        warnings.warn(
-            "collect(k=...): the reduced dimension is now called n_components; "
-            "k will be removed in semot 0.3",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        if n_components is not None and n_components != k:
-            raise ValueError(f"k: deprecated alias of n_components={n_components!r}, got {k!r}")
-        n_components = k
+    n_components = n_components_or_deprecated_k(n_components, k, stacklevel=1)
     check_choice(mode, "mode", MODES)
     check_positive_int(samples_per_feature, "samples_per_feature")
     check_positive_int(batch_size, "batch_size")

@@ -304,7 +304,7 @@ class DatasetTokens:
             "column": self.column,
             "context_length": self.context_length,
             "bos": self.bos,
-            "kwargs": {k: str(v) for k, v in self.kwargs.items()},
+            "kwargs": {key: str(v) for key, v in self.kwargs.items()},
         }
 
 

@@ -314,10 +314,10 @@ def make_planted_model(config: PlantedConfig | None = None, **overrides: Any) ->
     mode_vecs: list[F64] = []
     atom_modes: list[I64] = []
     for a in range(n_atoms):
-        k = 1 + int(rng.random() < 0.5)
-        chosen = rng.choice(3, size=k, replace=False)
-        own = rng.normal(size=(k, d)) * cfg.mode_spread / np.sqrt(d)
-        atom_modes.append(np.arange(len(mode_vecs), len(mode_vecs) + k, dtype=np.int64))
+        n_modes = 1 + int(rng.random() < 0.5)
+        chosen = rng.choice(3, size=n_modes, replace=False)
+        own = rng.normal(size=(n_modes, d)) * cfg.mode_spread / np.sqrt(d)
+        atom_modes.append(np.arange(len(mode_vecs), len(mode_vecs) + n_modes, dtype=np.int64))
         mode_vecs.extend(fam_modes[family[a], chosen] + own)
 
     # Shape pairs: atom x fires at c + u or c - u, atom y only at c; both weak, equally common.
