@@ -185,7 +185,9 @@ def test_feature_subset_ignore_ids_and_stop_at_layer(assets):
 def test_reduce_normalize_and_reuse_of_the_reference_map(assets, tmp_path):
     root, tokens = assets
     model, saes = _load(root)
-    spec = ReferenceSpec(hook=HOOK1, reduce="pca", k=5, normalize="unit", calibration_tokens=200)
+    spec = ReferenceSpec(
+        hook=HOOK1, reduce="pca", n_components=5, normalize="unit", calibration_tokens=200
+    )
     res = collect(
         model,
         saes,
@@ -346,13 +348,16 @@ SCRIPT = textwrap.dedent(
     """
     import signal, sys, time
     import numpy as np
+    import torch
     from semot.collection.run import collect
 
     # As in a terminal, even when the test runner was started as a background job.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from semot.collection.models import load_model, load_sae
 
-    root, out, resume, delay = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
+    root, out, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    # The test process finishes the run: compute with the same number of threads as it does.
+    torch.set_num_threads(int(sys.argv[4]))
     model = load_model(root + "/model", device="cpu")
     saes = [load_sae(path=root + "/" + n, device="cpu")[0] for n in ("sae0", "sae1")]
     tokens = np.load(root + "/tokens.npy")
@@ -363,27 +368,36 @@ SCRIPT = textwrap.dedent(
                 time.sleep(delay)
                 yield row
 
-    collect(model, saes, Slow(), samples_per_feature=5, batch_size=2, out=out,
-            checkpoint_every=24, resume=resume, progress=False)
+    collect(model, saes, Slow(), **COLLECT_ARGS, out=out, progress=False)
     """
 )
+# The configuration of the interrupted runs, in the subprocess and in the test process alike.
+COLLECT_ARGS = {"samples_per_feature": 5, "batch_size": 2, "checkpoint_every": 24}
+SCRIPT = SCRIPT.replace("**COLLECT_ARGS", "**" + repr(COLLECT_ARGS))
+
+
+def _start_slow_run(root, out, delay, **popen):
+    """Start the collection of ``SCRIPT`` in a subprocess, reading one sequence per ``delay`` s."""
+    script = out.parent / f"{out.name}.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [sys.executable, str(script), str(root), str(out), str(delay)]
+    return subprocess.Popen([*args, str(torch.get_num_threads())], env=env, **popen)
+
+
+def _collect_here(root, out, resume):
+    """The run of ``SCRIPT``, in this process (same model, SAEs, token stream and settings)."""
+    model, saes = _load(root)
+    rows = list(np.load(root / "tokens.npy"))
+    return collect(model, saes, rows, **COLLECT_ARGS, out=out, resume=resume, progress=False)
 
 
 def test_resume_after_sigkill_is_bit_identical(assets, tmp_path):
+    # One subprocess, killed for real mid-run; the uninterrupted run and the resume run here
+    # (the same code on the same inputs, without paying the imports of two more processes).
     root, _ = assets
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(
-        [sys.executable, str(script), str(root), str(ref_dir), "0", "0"],
-        check=True,
-        env=env,
-        timeout=300,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(root), str(cut_dir), "0", "0.15"], env=env
-    )
+    proc = _start_slow_run(root, cut_dir, 0.15)
     pointer = cut_dir / "checkpoint" / "checkpoint.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -397,12 +411,8 @@ def test_resume_after_sigkill_is_bit_identical(assets, tmp_path):
     assert 0 < done < 24 * 12
     with pytest.raises(ValueError, match="not a finished collection run"):
         load_run(cut_dir)
-    subprocess.run(
-        [sys.executable, str(script), str(root), str(cut_dir), "1", "0"],
-        check=True,
-        env=env,
-        timeout=300,
-    )
+    _collect_here(root, cut_dir, resume=True)
+    _collect_here(root, ref_dir, resume=False)
     ref, cut = load_run(ref_dir), load_run(cut_dir)
     for key in ref:
         a, b = _arrays(ref[key]), _arrays(cut[key])
@@ -575,16 +585,9 @@ def test_import_semot_does_not_import_torch():
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_completes(assets, tmp_path):
     root, _ = assets
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "int"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(root), str(out), "0", "0.15"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = _start_slow_run(
+        root, out, 0.15, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     pointer = out / "checkpoint" / "checkpoint.json"
     deadline = time.monotonic() + 240
@@ -597,12 +600,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_completes(assets, tmp_path):
     assert "KeyboardInterrupt" in stderr
     assert "interrupted: checkpoint saved after" in stdout, stderr[-3000:]
     saved = json.loads(pointer.read_text())
-    subprocess.run(
-        [sys.executable, str(script), str(root), str(out), "1", "0"],
-        check=True,
-        env=env,
-        timeout=300,
-    )
+    _collect_here(root, out, resume=True)
     run = load_run(out)
     assert run[HOOK0].metadata["n_tokens_read"] == 24 * 12
     assert saved["tokens_done"] < 24 * 12
@@ -627,3 +625,84 @@ def test_dataset_source_with_a_local_builder(tmp_path):
     assert [b.first_seq for b in batches] == [0, 2, 4]
     with pytest.raises(ValueError, match="column 'text' not found"):
         list(DatasetTokens("json", None, 8, dataset_kwargs={"data_files": str(data)}).batches(2))
+
+
+def test_reduced_dimension_is_n_components_and_k_is_a_deprecated_alias(assets):
+    spec = ReferenceSpec(hook=HOOK1, reduce="random", n_components=5)
+    with pytest.warns(DeprecationWarning, match="n_components"):
+        old = ReferenceSpec(hook=HOOK1, reduce="random", k=5)
+    assert old == spec
+    with pytest.warns(DeprecationWarning, match="n_components"):
+        assert spec.k == 5
+    with pytest.raises(ValueError, match="n_components"):
+        ReferenceSpec(hook=HOOK1, reduce="pca")
+    with pytest.raises(TypeError, match="n_components"):
+        ReferenceSpec(hook=HOOK1, reduce="pca", n_components=2.5)
+    # A record written by semot 0.1 (key "k") loads as the same map.
+    refmap = ReferenceMap(spec, D_MODEL)
+    record = refmap.to_metadata()
+    record["k"] = record.pop("n_components")
+    assert ReferenceMap.from_parts(record, {}).spec == spec
+    root, tokens = assets
+    model, saes = _load(root)
+    with pytest.warns(DeprecationWarning, match="n_components"):
+        fd = collect(
+            model, saes[:1], tokens[:4], reference=HOOK1, reduce="random", k=3, progress=False
+        )[HOOK0]
+    assert fd.dim == 3
+    assert fd.metadata["reference"]["n_components"] == 3
+
+
+def test_default_reference_hook_is_the_latest_block():
+    from semot.collection.reference import default_reference_hook
+
+    hooks = ["blocks.3.hook_resid_post", "blocks.10.hook_resid_pre", "blocks.2.hook_mlp_out"]
+    assert default_reference_hook(hooks) == "blocks.10.hook_resid_pre"
+    assert default_reference_hook([HOOK1, "blocks.1.hook_mlp_out"]) == "blocks.1.hook_mlp_out"
+    assert default_reference_hook(["embed", "unembed"]) == "unembed"
+    assert default_reference_hook(["blocks.0.x", "embed"]) == "blocks.0.x"
+
+
+def test_a_checkpoint_of_semot_0_1_with_the_old_k_key_still_resumes(assets, tmp_path):
+    root, tokens = assets
+    model, saes = _load(root)
+
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0, "limit": 3}
+
+    def encode(h):
+        calls["n"] += 1
+        if calls["n"] > calls["limit"]:
+            raise Stop
+        return saes[0].encode(h)
+
+    site = Site.from_encoder(encode, hook=HOOK0, d_in=D_MODEL, d_sae=saes[0].cfg.d_sae)
+    args = {
+        "samples_per_feature": 3,
+        "batch_size": 4,
+        "reference": HOOK1,
+        "reduce": "random",
+        "n_components": 6,
+        "checkpoint_every": 1,
+        "progress": False,
+    }
+    with pytest.raises(Stop):
+        collect(model, [site], tokens, out=tmp_path / "cut", **args)
+    # The pointer as semot 0.1 wrote it: the reduced dimension under "k", and a fingerprint
+    # of that record.
+    pointer = tmp_path / "cut" / "checkpoint" / "checkpoint.json"
+    info = json.loads(pointer.read_text())
+    reference = info["config"]["reference"]
+    reference["k"] = reference.pop("n_components")
+    info["config"]["reference_fingerprint"] = "of-the-0.1-record"
+    pointer.write_text(json.dumps(info, indent=1, sort_keys=True))
+    calls["limit"] = 10**9
+    cut = collect(model, [site], tokens, out=tmp_path / "cut", resume=True, **args)[HOOK0]
+    full = collect(model, [site], tokens, out=tmp_path / "full", **args)[HOOK0]
+    a, b = _arrays(full), _arrays(cut)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert cut.metadata == full.metadata

@@ -38,7 +38,13 @@ def add_parsers(sub: Any) -> None:
     c.add_argument(
         "--reference-kind", choices=["same-context", "linear-map"], default="same-context"
     )
-    c.add_argument("--reduce", type=int, metavar="K", help="reduce support points to K dims")
+    c.add_argument(
+        "--reduce",
+        type=int,
+        metavar="N_COMPONENTS",
+        dest="n_components",
+        help="reduce support points to N_COMPONENTS dimensions (method: --reduce-method)",
+    )
     c.add_argument("--reduce-method", choices=["random", "pca"], default="random")
     c.add_argument("--normalize", choices=["unit", "standardize"])
     c.add_argument("--calibration-tokens", type=int, default=65536)
@@ -56,10 +62,17 @@ def add_parsers(sub: Any) -> None:
 
 def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Carry out ``semot collect``."""
-    for name in ("n_tokens", "samples_per_feature", "batch_size", "reduce", "checkpoint_every"):
+    flags = {
+        "n_tokens": "--n-tokens",
+        "samples_per_feature": "--samples-per-feature",
+        "batch_size": "--batch-size",
+        "n_components": "--reduce",
+        "checkpoint_every": "--checkpoint-every",
+    }
+    for name, flag in flags.items():
         v = getattr(args, name)
         if v is not None and v < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+            parser.error(f"{flag} must be >= 1")
     if not args.sae_path and not args.sae_id:
         parser.error("give --sae-path DIR or --sae-release R --sae-id ID (repeatable)")
     if args.sae_id and not args.sae_release:
@@ -67,7 +80,7 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     import numpy as np
 
     from semot.collection.models import Site, load_model, load_sae
-    from semot.collection.reference import ReferenceSpec
+    from semot.collection.reference import ReferenceSpec, default_reference_hook
     from semot.collection.run import collect
     from semot.collection.tokens import ArrayTokens, DatasetTokens, TextFiles
 
@@ -100,14 +113,17 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             column=args.dataset_column,
         )
     reference: Any = args.reference
-    if args.reference or args.reduce or args.normalize or args.reference_kind != "same-context":
-        from semot.collection.run import _default_reference_hook
-
+    if (
+        args.reference
+        or args.n_components
+        or args.normalize
+        or args.reference_kind != "same-context"
+    ):
         reference = ReferenceSpec(
-            hook=args.reference or _default_reference_hook(sites),
+            hook=args.reference or default_reference_hook([s.hook for s in sites]),
             kind=args.reference_kind,
-            reduce=args.reduce_method if args.reduce else None,
-            k=args.reduce,
+            reduce=args.reduce_method if args.n_components else None,
+            n_components=args.n_components,
             normalize=args.normalize,
             seed=args.seed,
             calibration_tokens=args.calibration_tokens,
@@ -136,12 +152,11 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def run_info(args: argparse.Namespace) -> int:
     """Carry out ``semot info``."""
+    from semot.collection.run import RUN_FILE, load_run
     from semot.features.container import FeatureDistributions
 
     root = Path(args.path)
-    if (root / "run.json").is_file():
-        from semot.collection.run import load_run
-
+    if (root / RUN_FILE).is_file():
         for name, fd in load_run(root).items():
             print(f"== {name}")
             print(fd.summary())

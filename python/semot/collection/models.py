@@ -145,7 +145,17 @@ def _features(features: Sequence[int] | None, d_sae: int) -> npt.NDArray[np.int6
     return arr
 
 
-_LAYER = re.compile(r"^blocks\.(\d+)\.")
+_BLOCK = re.compile(r"blocks\.(\d+)\.")
+
+
+def layer_index(hook: str) -> int | None:
+    """Return the transformer block ``i`` of a hook named ``...blocks.<i>....``, else None.
+
+    ``blocks.6.hook_resid_pre`` is in block 6; ``hook_embed`` and ``ln_final.hook_normalized``
+    are in no block.
+    """
+    match = _BLOCK.search(hook)
+    return int(match.group(1)) if match else None
 
 
 class HookedRunner:
@@ -170,10 +180,10 @@ class HookedRunner:
 
     def run(self, tokens: Any, hooks: Sequence[str]) -> dict[str, Any]:
         """Hidden states ``(B, L, d)`` at ``hooks``, stopping after the last needed block."""
-        layers = [_LAYER.match(h) for h in hooks]
+        layers = [layer_index(h) for h in hooks]
         stop: int | None = None
-        if all(m is not None for m in layers):
-            stop = max(int(m.group(1)) for m in layers if m is not None) + 1
+        if all(layer is not None for layer in layers):
+            stop = max(layer for layer in layers if layer is not None) + 1
             if stop >= self.model.cfg.n_layers:
                 stop = None
         store: dict[str, Any] = {}
@@ -273,9 +283,9 @@ def save_hooked_transformer(model: Any, path: str | Path) -> Path:
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg.to_dict()
-    cfg = {k: (str(v) if k in ("dtype", "device") else v) for k, v in cfg.items()}
+    cfg = {key: (str(v) if key in ("dtype", "device") else v) for key, v in cfg.items()}
     (p / MODEL_CONFIG).write_text(json.dumps(cfg, default=str, indent=1), encoding="utf-8")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {name: v.detach().contiguous().cpu() for name, v in model.state_dict().items()}
     save_file(state, str(p / MODEL_WEIGHTS))
     if getattr(model, "tokenizer", None) is not None:
         model.tokenizer.save_pretrained(str(p))
@@ -305,7 +315,7 @@ def load_model(name_or_path: str | Path, *, device: str | None = None) -> Any:
         dtype = getattr(torch, str(raw.pop("dtype", "torch.float32")).replace("torch.", ""))
         raw.pop("device", None)
         allowed = set(HookedTransformerConfig.__dataclass_fields__)
-        raw = {k: v for k, v in raw.items() if k in allowed and k not in ("n_params",)}
+        raw = {key: v for key, v in raw.items() if key in allowed and key != "n_params"}
         cfg = HookedTransformerConfig(**raw, dtype=dtype, device=dev)
         tokenizer = None
         if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():

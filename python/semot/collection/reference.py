@@ -10,10 +10,11 @@ that a distance between a layer-6 feature and a layer-8 feature means something.
   hook's space by an affine map fitted by least squares on calibration tokens. Use it across
   corpora or models where positions cannot be re-read.
 
-Then optionally a reduction to ``k`` dimensions (``"random"``: seeded Gaussian projection
-scaled by ``1/sqrt(k)``; ``"pca"``: top-k principal directions of the reference hook's hidden
-states on calibration tokens) and a per-point normalisation (``"unit"``: unit L2 norm;
-``"standardize"``: per-coordinate mean 0 / variance 1, statistics of the calibration tokens).
+Then optionally a reduction to ``n_components`` dimensions (``"random"``: seeded Gaussian
+projection scaled by ``1/sqrt(n_components)``; ``"pca"``: the top ``n_components`` principal
+directions of the reference hook's hidden states on calibration tokens) and a per-point
+normalisation (``"unit"``: unit L2 norm; ``"standardize"``: per-coordinate mean 0 / variance 1,
+statistics of the calibration tokens).
 The fitted arrays are stored with every collection so later runs reuse the same map
 (:meth:`ReferenceMap.load`).
 
@@ -22,8 +23,10 @@ numpy only at import; :meth:`ReferenceMap.transform` works on numpy arrays and t
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,14 +34,77 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_int
+from semot.collection.models import layer_index
+
 Kind = Literal["same-context", "linear-map"]
 Reduce = Literal["random", "pca"]
 Normalize = Literal["unit", "standardize"]
 
+KINDS: tuple[Kind, ...] = ("same-context", "linear-map")
+REDUCTIONS: tuple[Reduce | None, ...] = (None, "random", "pca")
+NORMALIZATIONS: tuple[Normalize | None, ...] = (None, "unit", "standardize")
+
 _EPS = 1e-12
 
 
-@dataclass(frozen=True)
+def default_reference_hook(hooks: Sequence[str]) -> str:
+    """Return the reference hook :func:`semot.collect` uses when none is given.
+
+    That is the latest of ``hooks`` by transformer block (the ``i`` of ``blocks.<i>.``), so
+    that features of earlier layers are compared in the space of the last one; on ties, and
+    among hooks without a block number, the last one given.
+
+    Parameters
+    ----------
+    hooks : sequence of str
+        The hooks of the sites being collected (``[site.hook for site in sites]``).
+    """
+    if not hooks:
+        raise ValueError("hooks: give at least one hook")
+    best, best_layer = hooks[-1], -1
+    for hook in hooks:
+        layer = layer_index(hook)
+        if layer is None:
+            layer = -1
+        if layer >= best_layer:
+            best, best_layer = hook, layer
+    return best
+
+
+_K_RENAMED = (
+    "k: the reduced dimension of a reference space is now called n_components; "
+    "k will be removed in semot 0.3"
+)
+
+
+def n_components_or_deprecated_k(
+    n_components: int | None, k: int | None, *, stacklevel: int
+) -> int | None:
+    """Return ``n_components``, or the value of its deprecated alias ``k`` (with a warning).
+
+    Parameters
+    ----------
+    n_components, k : int or None
+        The reduced dimension under its name and under its old name.
+    stacklevel : int
+        Frames between the caller of this function and the user's code that passed ``k``
+        (1: the caller itself was called by the user).
+
+    Raises
+    ------
+    ValueError
+        When both are given and differ.
+    """
+    if k is None:
+        return n_components
+    warnings.warn(_K_RENAMED, DeprecationWarning, stacklevel=stacklevel + 2)
+    if n_components is not None and n_components != k:
+        raise ValueError(f"k: deprecated alias of n_components={n_components!r}, got {k!r}")
+    return k
+
+
+@dataclass(frozen=True, init=False)
 class ReferenceSpec:
     """What defines a reference space (recorded in every output's metadata).
 
@@ -50,8 +116,9 @@ class ReferenceSpec:
         Read the reference hook at the sampled positions, or map the feature's own hook.
     reduce : {"random", "pca"} or None
         Dimension reduction.
-    k : int or None
-        Reduced dimension (required with ``reduce``).
+    n_components : int or None
+        Dimension of the space after ``reduce`` (required with it): the number of columns of
+        the projection. The keyword ``k`` is a deprecated alias.
     normalize : {"unit", "standardize"} or None
         Per-point normalisation, after reduction.
     seed : int
@@ -63,30 +130,54 @@ class ReferenceSpec:
     hook: str
     kind: Kind = "same-context"
     reduce: Reduce | None = None
-    k: int | None = None
+    n_components: int | None = None
     normalize: Normalize | None = None
     seed: int = 0
     calibration_tokens: int = 65536
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.hook, str) or not self.hook:
-            raise ValueError(f"reference hook: expected a hook name, got {self.hook!r}")
-        if self.kind not in ("same-context", "linear-map"):
-            raise ValueError(
-                f"reference kind: expected 'same-context' or 'linear-map', got {self.kind!r}"
-            )
-        if self.reduce not in (None, "random", "pca"):
-            raise ValueError(f"reduce: expected None, 'random' or 'pca', got {self.reduce!r}")
-        if self.reduce is not None and (self.k is None or int(self.k) < 1):
-            raise ValueError(f"reduce: needs a positive k, got {self.k!r}")
-        if self.reduce is None and self.k is not None:
-            raise ValueError("k: given without reduce; pass reduce='random' or 'pca'")
-        if self.normalize not in (None, "unit", "standardize"):
-            raise ValueError(
-                f"normalize: expected None, 'unit' or 'standardize', got {self.normalize!r}"
-            )
-        if int(self.calibration_tokens) < 1:
-            raise ValueError("calibration_tokens: expected a positive integer")
+    def __init__(
+        self,
+        hook: str,
+        kind: Kind = "same-context",
+        reduce: Reduce | None = None,
+        n_components: int | None = None,
+        normalize: Normalize | None = None,
+        seed: int = 0,
+        calibration_tokens: int = 65536,
+        *,
+        k: int | None = None,
+    ) -> None:
+        n_components = n_components_or_deprecated_k(n_components, k, stacklevel=1)
+        if not isinstance(hook, str):
+            raise TypeError(f"hook: expected a hook name, got {type(hook).__name__}")
+        if not hook:
+            raise ValueError("hook: expected a hook name, got ''")
+        check_choice(kind, "kind", KINDS)
+        check_choice(reduce, "reduce", REDUCTIONS)
+        n_components = check_optional_positive_int(n_components, "n_components")
+        if reduce is not None and n_components is None:
+            raise ValueError(f"n_components: reduce={reduce!r} needs the reduced dimension")
+        if reduce is None and n_components is not None:
+            raise ValueError("n_components: given without reduce; pass reduce='random' or 'pca'")
+        check_choice(normalize, "normalize", NORMALIZATIONS)
+        values = {
+            "hook": hook,
+            "kind": kind,
+            "reduce": reduce,
+            "n_components": n_components,
+            "normalize": normalize,
+            "seed": seed,
+            "calibration_tokens": check_positive_int(calibration_tokens, "calibration_tokens"),
+        }
+        for name, value in values.items():
+            # A frozen dataclass is filled through object.__setattr__.
+            object.__setattr__(self, name, value)
+
+    @property
+    def k(self) -> int | None:
+        """Deprecated name of :attr:`n_components`."""
+        warnings.warn(_K_RENAMED, DeprecationWarning, stacklevel=2)
+        return self.n_components
 
     @property
     def needs_calibration(self) -> bool:
@@ -96,6 +187,17 @@ class ReferenceSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> ReferenceSpec:
+        """Rebuild from :meth:`to_dict` (other keys are ignored).
+
+        Records written before ``k`` was renamed ``n_components`` (semot 0.1 runs) load too.
+        """
+        fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
+        if "k" in record and "n_components" not in record:
+            fields["n_components"] = record["k"]
+        return cls(**fields)
 
 
 def _np(x: Any) -> npt.NDArray[np.float64]:
@@ -112,7 +214,8 @@ class ReferenceMap:
     d_ref : int
         Width of the reference hook.
     arrays : dict of str to numpy.ndarray
-        ``projection`` (d_ref, k), ``center`` (d_ref,) for PCA, ``mean``/``std`` (k,) for
+        ``projection`` (d_ref, n_components), ``center`` (d_ref,) for PCA, ``mean``/``std``
+        (dim,) for
         standardisation, ``linear/<hook>/W`` (d_in, d_ref) and ``linear/<hook>/b`` (d_ref,)
         per feature hook for ``kind="linear-map"``.
     """
@@ -125,7 +228,8 @@ class ReferenceMap:
     @property
     def dim(self) -> int:
         """Dimension of the support points."""
-        return int(self.spec.k) if self.spec.reduce is not None else self.d_ref  # type: ignore[arg-type]
+        n_components = self.spec.n_components
+        return n_components if n_components is not None else self.d_ref
 
     def input_hook(self, feature_hook: str) -> str:
         """Return the hook whose states are transformed for features read at ``feature_hook``."""
@@ -179,7 +283,7 @@ class ReferenceMap:
     @property
     def linear_hooks(self) -> list[str]:
         """Feature hooks with a fitted linear map."""
-        return sorted({k.split("/")[1] for k in self.arrays if k.startswith("linear/")})
+        return sorted({name.split("/")[1] for name in self.arrays if name.startswith("linear/")})
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_metadata(self) -> dict[str, Any]:
@@ -191,9 +295,12 @@ class ReferenceMap:
         cls, metadata: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]
     ) -> ReferenceMap:
         """Rebuild from :meth:`to_metadata` and the stored arrays."""
-        fields = {k: metadata[k] for k in ReferenceSpec.__dataclass_fields__ if k in metadata}
-        spec = ReferenceSpec(**fields)
-        return cls(spec, int(metadata["d_ref"]), {k: np.asarray(v) for k, v in arrays.items()})
+        spec = ReferenceSpec.from_dict(metadata)
+        return cls(
+            spec,
+            int(metadata["d_ref"]),
+            {name: np.asarray(value) for name, value in arrays.items()},
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceMap:
@@ -208,12 +315,10 @@ class ReferenceMap:
 
     def fingerprint(self) -> str:
         """Short hash of the spec and arrays (to check a resumed run uses the same map)."""
-        import hashlib
-
         h = hashlib.sha256(json.dumps(self.to_metadata(), sort_keys=True).encode())
-        for k in sorted(self.arrays):
-            h.update(k.encode())
-            h.update(np.ascontiguousarray(self.arrays[k]).tobytes())
+        for name in sorted(self.arrays):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.arrays[name]).tobytes())
         return h.hexdigest()[:16]
 
 
@@ -235,9 +340,9 @@ class Moments:
             y64 = y.double() if hasattr(y, "double") else np.asarray(y, dtype=np.float64)
             upd["sy"] = y64.sum(0)
             upd["sxy"] = x64.T @ y64
-        for k, v in upd.items():
-            cur = getattr(self, k)
-            setattr(self, k, v if cur is None else cur + v)
+        for name, value in upd.items():
+            cur = getattr(self, name)
+            setattr(self, name, value if cur is None else cur + value)
         self.n += int(x64.shape[0])
 
     def numpy(self, name: str) -> npt.NDArray[np.float64]:
@@ -248,10 +353,14 @@ class Moments:
         return _np(v)
 
 
-def random_projection(d: int, k: int, seed: int) -> npt.NDArray[np.float32]:
-    """Gaussian projection ``(d, k)`` with entries ``N(0, 1/k)`` (numpy ``default_rng(seed)``)."""
+def random_projection(d: int, n_components: int, seed: int) -> npt.NDArray[np.float32]:
+    """Gaussian projection ``(d, n_components)`` with entries ``N(0, 1/n_components)``.
+
+    Drawn with numpy ``default_rng(seed).standard_normal``.
+    """
     rng = np.random.default_rng(seed)
-    proj: npt.NDArray[np.float32] = (rng.standard_normal((d, k)) / np.sqrt(k)).astype(np.float32)
+    gaussian = rng.standard_normal((d, n_components))
+    proj: npt.NDArray[np.float32] = (gaussian / np.sqrt(n_components)).astype(np.float32)
     return proj
 
 
@@ -304,16 +413,18 @@ def fit_reference(
     proj: npt.NDArray[Any] | None = None
     center = np.zeros(d_ref)
     if spec.reduce == "random":
-        proj = random_projection(d_ref, int(spec.k), spec.seed)  # type: ignore[arg-type]
+        assert spec.n_components is not None  # ReferenceSpec requires it with reduce
+        proj = random_projection(d_ref, spec.n_components, spec.seed)
     elif spec.reduce == "pca":
         assert cov is not None and mean is not None
-        k = int(spec.k)  # type: ignore[arg-type]
-        if k > d_ref:
-            raise ValueError(f"reduce: k={k} exceeds the reference width {d_ref}")
+        assert spec.n_components is not None  # ReferenceSpec requires it with reduce
+        n_components = spec.n_components
+        if n_components > d_ref:
+            raise ValueError(f"n_components: {n_components} exceeds the reference width {d_ref}")
         vals, vecs = np.linalg.eigh(cov)
-        top = vecs[:, ::-1][:, :k]
+        top = vecs[:, ::-1][:, :n_components]
         # Fix each direction's sign (largest |entry| positive) so fits are reproducible.
-        signs = np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(k)])
+        signs = np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(n_components)])
         proj = (top * np.where(signs == 0, 1.0, signs)).astype(np.float32)
         center = mean
         arrays["center"] = mean.astype(np.float32)

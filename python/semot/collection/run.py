@@ -7,210 +7,69 @@ a per-feature streaming sample (:mod:`semot.features.sampling`). All of it happe
 device; hidden states of the whole stream are never kept. Results are
 :class:`~semot.features.container.FeatureDistributions`, one per site.
 
-Long runs checkpoint every ``checkpoint_every`` tokens (atomic writes) and resume with
-``resume=True``; a resumed run gives exactly the output of an uninterrupted one, because each
-position's sampling key depends only on the seed and the position's identity.
+The pipeline, one step per method of the run object :func:`collect` builds:
+
+1. resolve the sites, the runner of the model and the token source;
+2. open the run directory: refuse a non-empty one, or read the checkpoint to resume from;
+3. fit the reference map (or take the given or checkpointed one);
+4. build the run configuration (with weight fingerprints) and check it against the checkpoint;
+5. stream the batches into one sampler per site, checkpointing as it goes;
+6. turn the samples into FeatureDistributions and write the finished run.
+
+Long runs checkpoint every ``checkpoint_every`` tokens (:mod:`.checkpoint`, atomic writes) and
+resume with ``resume=True``; a resumed run gives exactly the output of an uninterrupted one,
+because each position's sampling key depends only on the seed and the position's identity.
 
 Needs the ``semot[collect]`` extra (torch, transformer-lens, sae-lens).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from semot._utils.safetensors import read_safetensors, write_safetensors
-from semot.collection.models import Site, require_torch, runner_for
-from semot.collection.reference import Moments, ReferenceMap, ReferenceSpec, fit_reference
-from semot.collection.tokens import TokenBatch, TokenSource, as_token_source, limit_tokens
-from semot.features.container import CorruptFileError, FeatureDistributions
+from semot._utils.atomic import atomic_write_text
+from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_int
+from semot.collection.checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
+    Checkpoint,
+    Progress,
+    SavedState,
+    array_fingerprint,
+    config_differences,
+    encoder_fingerprint,
+    model_fingerprint,
+)
+from semot.collection.models import HookedRunner, ModuleHooks, Site, require_torch, runner_for
+from semot.collection.reading import BatchReader
+from semot.collection.reference import (
+    Moments,
+    ReferenceMap,
+    ReferenceSpec,
+    default_reference_hook,
+    fit_reference,
+    n_components_or_deprecated_k,
+)
+from semot.collection.tokens import TokenSource, as_token_source, limit_tokens
+from semot.errors import CorruptFileError
+from semot.features.container import FeatureDistributions
 from semot.features.sampling import MODES, FeatureSampler, Mode, to_distributions
 
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FILE = "checkpoint.json"
 RUN_FILE = "run.json"
 
-_LAYER = re.compile(r"blocks\.(\d+)\.")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def _default_reference_hook(sites: Sequence[Site]) -> str:
-    """Return the latest hook among the sites (by ``blocks.<i>.`` layer), the last given on ties."""
-    best, best_layer = sites[-1].hook, -1
-    for s in sites:
-        m = _LAYER.search(s.hook)
-        layer = int(m.group(1)) if m else -1
-        if layer >= best_layer:
-            best, best_layer = s.hook, layer
-    return best
-
-
-def _fingerprint_tensor(x: Any) -> str:
-    arr = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
-
-
-def _encoder_fingerprint(site: Site) -> str:
-    owner = getattr(site.encode, "__self__", None)
-    if owner is not None and hasattr(owner, "state_dict"):
-        h = hashlib.sha256()
-        for k, v in sorted(owner.state_dict().items()):
-            h.update(k.encode())
-            h.update(_fingerprint_tensor(v).encode())
-        return h.hexdigest()[:16]
-    return "unknown"
-
-
-def _model_fingerprint(model: Any) -> str:
-    if not hasattr(model, "state_dict"):
-        return "unknown"
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(str(tuple(v.shape)).encode())
-        h.update(repr(float(v.detach().double().sum())).encode())
-    return h.hexdigest()[:16]
-
-
-def _as_sites(saes: Sequence[Any]) -> list[Site]:
-    if isinstance(saes, Site) or not isinstance(saes, Sequence):
-        saes = [saes]
-    sites = [s if isinstance(s, Site) else Site.from_sae(s) for s in saes]
-    if not sites:
-        raise ValueError("saes: give at least one SAE or Site")
-    names = [_safe_name(s.name) for s in sites]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(
-            f"saes: two sites share the output name {sorted(dup)[0]!r}; give Site(name=...)"
-        )
-    return sites
-
-
-def _ignore_ids(model: Any, ignore_token_ids: Sequence[int] | str | None) -> list[int]:
-    if ignore_token_ids is None:
-        return []
-    if isinstance(ignore_token_ids, str):
-        if ignore_token_ids != "special":
-            raise ValueError(
-                f"ignore_token_ids: expected 'special', None or a list of ids, got "
-                f"{ignore_token_ids!r}"
-            )
-        tok = getattr(model, "tokenizer", None)
-        return sorted({int(i) for i in getattr(tok, "all_special_ids", []) or []})
-    return sorted({int(i) for i in ignore_token_ids})
-
-
-class _Checkpoint:
-    """Atomic checkpoints: a state file per generation, then a JSON pointer to it."""
-
-    def __init__(self, root: Path) -> None:
-        self.dir = root / CHECKPOINT_DIR
-        self.pointer = self.dir / CHECKPOINT_FILE
-
-    def exists(self) -> bool:
-        return self.pointer.is_file()
-
-    def read(self) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
-        try:
-            info = json.loads(self.pointer.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise CorruptFileError(f"{self.pointer}: unreadable checkpoint ({e})") from None
-        if not isinstance(info, dict) or "state_file" not in info:
-            raise CorruptFileError(f"{self.pointer}: not a semot checkpoint")
-        state_path = self.dir / str(info["state_file"])
-        if not state_path.is_file():
-            raise CorruptFileError(f"{state_path}: checkpoint state file is missing")
-        data = state_path.read_bytes()
-        if len(data) != info.get("bytes") or hashlib.sha256(data).hexdigest() != info.get("sha256"):
-            raise CorruptFileError(
-                f"{state_path}: checkpoint state does not match its checksum (corrupt file)"
-            )
-        arrays, _ = read_safetensors(state_path, mmap=False)
-        return info, arrays
-
-    def write(self, info: dict[str, Any], arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        gen = int(info["generation"])
-        name = f"state-{gen:06d}.safetensors"
-        n_bytes, sha = write_safetensors(self.dir / name, arrays)
-        info = {**info, "state_file": name, "bytes": n_bytes, "sha256": sha}
-        tmp = self.pointer.with_name(f"{CHECKPOINT_FILE}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(info, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.pointer)
-        for old in self.dir.glob("state-*.safetensors"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: checkpoint has {a!r}, this run has {b!r}")
-    return out
-
-
-def _calibrate(
-    runner: Any,
-    sites: Sequence[Site],
-    spec: ReferenceSpec,
-    source: TokenSource,
-    batch_size: int,
-    device: Any,
-) -> ReferenceMap:
-    """One pass over the first ``spec.calibration_tokens`` tokens to fit the reference map."""
-    torch = require_torch()
-    ref_m = Moments()
-    site_m: dict[str, Moments] = {s.hook: Moments() for s in sites}
-    hooks = [spec.hook] + ([s.hook for s in sites] if spec.kind == "linear-map" else [])
-    d_ref = None
-    with torch.inference_mode():
-        for batch in limit_tokens(source.batches(batch_size), spec.calibration_tokens):
-            hs = runner.run(torch.as_tensor(batch.tokens, device=device), hooks)
-            y = hs[spec.hook].reshape(-1, hs[spec.hook].shape[-1])
-            d_ref = int(y.shape[-1])
-            ref_m.add(y)
-            if spec.kind == "linear-map":
-                for s in sites:
-                    x = hs[s.hook].reshape(-1, hs[s.hook].shape[-1])
-                    site_m[s.hook].add(x, y)
-    if d_ref is None:
-        raise ValueError("tokens: the token source is empty (no calibration tokens)")
-    return fit_reference(spec, d_ref, ref_m, site_m if spec.kind == "linear-map" else None)
-
-
-def _reference_width(runner: Any, hook: str, source: TokenSource, device: Any) -> int:
-    torch = require_torch()
-    first = next(iter(source.batches(1)), None)
-    if first is None:
-        raise ValueError("tokens: the token source is empty")
-    with torch.inference_mode():
-        hs = runner.run(torch.as_tensor(first.tokens[:, :1], device=device), [hook])
-    return int(hs[hook].shape[-1])
+def _output_name(name: str) -> str:
+    """Return the directory name of a site's output: unsafe characters become ``_``."""
+    return _UNSAFE_IN_NAME.sub("_", name)
 
 
 def collect(
@@ -223,7 +82,7 @@ def collect(
     mode: Mode = "weighted",
     reference: str | ReferenceSpec | ReferenceMap | None = None,
     reduce: Literal["random", "pca"] | None = None,
-    k: int | None = None,
+    n_components: int | None = None,
     normalize: Literal["unit", "standardize"] | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -234,6 +93,7 @@ def collect(
     progress: bool = True,
     ignore_token_ids: Sequence[int] | str | None = "special",
     model_name: str | None = None,
+    k: int | None = None,
 ) -> dict[str, FeatureDistributions]:
     r"""Sample, for every feature of every SAE, token positions where it fires.
 
@@ -257,10 +117,11 @@ def collect(
         activation-weighted measure), or the n largest activations weighted by activation.
     reference : str, ReferenceSpec or ReferenceMap, optional
         Reference hook (same-context), a spec, or a fitted map (e.g. ``ReferenceMap.load`` of
-        an earlier run, so both runs share one space). Default: the latest SAE hook.
-    reduce, k, normalize
-        Dimension reduction and normalisation of the support points when ``reference`` is a
-        hook name (see :class:`~semot.collection.reference.ReferenceSpec`).
+        an earlier run, so both runs share one space). Default: the latest SAE hook
+        (:func:`~semot.collection.reference.default_reference_hook`).
+    reduce, n_components, normalize
+        Dimension reduction, reduced dimension and normalisation of the support points when
+        ``reference`` is a hook name (see :class:`~semot.collection.reference.ReferenceSpec`).
     batch_size : int
         Sequences per forward pass.
     seed : int
@@ -281,274 +142,420 @@ def collect(
         special tokens, e.g. BOS, whose hidden states are outliers).
     model_name : str, optional
         Recorded in the metadata (default: ``model.cfg.model_name`` when present).
+    k : int, optional
+        Deprecated name of ``n_components``.
 
     Returns
     -------
     dict of str to FeatureDistributions
         One per site, keyed by site name.
     """
-    torch = require_torch()
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-    if not isinstance(samples_per_feature, int) or samples_per_feature < 1:
-        raise ValueError(
-            f"samples_per_feature: expected a positive integer, got {samples_per_feature!r}"
-        )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    require_torch()
+    n_components = n_components_or_deprecated_k(n_components, k, stacklevel=1)
+    check_choice(mode, "mode", MODES)
+    check_positive_int(samples_per_feature, "samples_per_feature")
+    check_positive_int(batch_size, "batch_size")
+    check_optional_positive_int(n_tokens, "n_tokens")
     if checkpoint_every is not None and out is None:
         raise ValueError("checkpoint_every: needs out=DIR to write checkpoints to")
     if resume and out is None:
         raise ValueError("resume: needs out=DIR holding the checkpoint")
-    sites = _as_sites(saes)
-    runner = runner_for(model)
-    source = as_token_source(tokens)
-    device = runner.device
-    inner = getattr(runner, "model", model)
-    ignore = _ignore_ids(inner, ignore_token_ids)
-    name = model_name or str(getattr(getattr(inner, "cfg", None), "model_name", "") or "model")
 
-    root = Path(out) if out is not None else None
-    ckpt = _Checkpoint(root) if root is not None else None
-    saved_info: dict[str, Any] | None = None
-    saved_state: dict[str, np.ndarray[Any, Any]] = {}
-    if resume:
-        assert ckpt is not None and root is not None
-        if not ckpt.exists():
-            raise ValueError(f"resume: no checkpoint in {root / CHECKPOINT_DIR}")
-        saved_info, saved_state = ckpt.read()
-    elif root is not None and root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise ValueError(
-                f"out: {root} is not empty; pass resume=True to continue a run or "
-                "overwrite=True to replace it"
-            )
-        if ckpt is not None:
-            ckpt.remove()
-
-    # Reference space.
-    if isinstance(reference, ReferenceMap):
-        refmap = reference
-    elif saved_info is not None:
-        ref_arrays = {
-            k.removeprefix("reference/"): v
-            for k, v in saved_state.items()
-            if k.startswith("reference/")
-        }
-        refmap = ReferenceMap.from_parts(saved_info["config"]["reference"], ref_arrays)
-    else:
-        if isinstance(reference, ReferenceSpec):
-            spec = reference
-        else:
-            spec = ReferenceSpec(
-                hook=reference or _default_reference_hook(sites),
-                reduce=reduce,
-                k=k,
-                normalize=normalize,
-                seed=seed,
-            )
-        hooks = [spec.hook] + [s.hook for s in sites]
-        runner.check_hooks(hooks)
-        if spec.needs_calibration:
-            refmap = _calibrate(runner, sites, spec, source, batch_size, device)
-        else:
-            d_ref = _reference_width(runner, spec.hook, source, device)
-            refmap = fit_reference(spec, d_ref)
-    needed = list(
-        dict.fromkeys([s.hook for s in sites] + [refmap.input_hook(s.hook) for s in sites])
+    run = _CollectRun(
+        model,
+        saes,
+        tokens,
+        n_tokens=n_tokens,
+        samples_per_feature=samples_per_feature,
+        mode=mode,
+        batch_size=batch_size,
+        seed=seed,
+        out=out,
+        ignore_token_ids=ignore_token_ids,
+        model_name=model_name,
     )
-    runner.check_hooks(needed)
+    saved = run.open_directory(resume=resume, overwrite=overwrite)
+    refmap = run.reference_map(reference, saved, reduce, n_components, normalize)
+    config = run.config(refmap)
+    if saved is not None:
+        run.check_resumes(saved, config)
+    samplers = run.samplers(refmap, saved)
+    done = run.stream(
+        refmap,
+        samplers,
+        config,
+        saved.progress if saved is not None else Progress(),
+        checkpoint_every=checkpoint_every,
+        show_progress=progress,
+    )
+    return run.finish(refmap, samplers, config, done)
 
-    # Weight fingerprints guard resume against a changed model/SAE; skipped without `out`.
-    track = root is not None
-    config = {
-        "model": {"name": name, "fingerprint": _model_fingerprint(inner) if track else None},
-        "sites": {
-            _safe_name(s.name): {
-                "hook": s.hook,
-                "identity": s.identity,
-                "d_sae": s.d_sae,
-                "features": _fingerprint_tensor(s.feature_ids),
-                "encoder": _encoder_fingerprint(s) if track else None,
-            }
-            for s in sites
-        },
-        "tokens": source.describe(),
-        "n_tokens": n_tokens,
-        "samples_per_feature": samples_per_feature,
-        "mode": mode,
-        "seed": seed,
-        "batch_size": batch_size,
-        "ignore_token_ids": ignore,
-        "reference": refmap.to_metadata(),
-        "reference_fingerprint": refmap.fingerprint(),
-    }
-    if saved_info is not None:
-        diffs = _diff(saved_info["config"], json.loads(json.dumps(config)))
+
+class _CollectRun:
+    """One call of :func:`collect`: its inputs, resolved, and the steps of its pipeline.
+
+    The constructor is step 1: it turns ``saes`` into sites, ``model`` into a runner and
+    ``tokens`` into a token source, and resolves the ignored token ids and the model name.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        saes: Sequence[Any] | Any,
+        tokens: Any,
+        *,
+        n_tokens: int | None,
+        samples_per_feature: int,
+        mode: Mode,
+        batch_size: int,
+        seed: int,
+        out: str | Path | None,
+        ignore_token_ids: Sequence[int] | str | None,
+        model_name: str | None,
+    ) -> None:
+        self.sites = _as_sites(saes)
+        self.runner: HookedRunner | ModuleHooks = runner_for(model)
+        self.source: TokenSource = as_token_source(tokens)
+        self.device = self.runner.device
+        # The model itself (not the runner wrapping it) holds the tokenizer, cfg and weights.
+        self.model = getattr(self.runner, "model", model)
+        self.ignore = _ignored_token_ids(self.model, ignore_token_ids)
+        self.model_name = model_name or str(
+            getattr(getattr(self.model, "cfg", None), "model_name", "") or "model"
+        )
+        self.n_tokens = n_tokens
+        self.samples_per_feature = samples_per_feature
+        self.mode: Mode = mode
+        self.batch_size = batch_size
+        self.seed = seed
+        self.root = Path(out) if out is not None else None
+        self.checkpoint = Checkpoint(self.root) if self.root is not None else None
+
+    # ------------------------------------------------------------ step 2: run directory
+    def open_directory(self, *, resume: bool, overwrite: bool) -> SavedState | None:
+        """Read the checkpoint to resume from, or make sure ``out`` may be written.
+
+        Returns the checkpoint's content with ``resume``, else None. Without ``resume`` a
+        non-empty ``out`` is refused unless ``overwrite``, which drops its checkpoint (the
+        site directories and ``run.json`` are replaced when the run finishes).
+        """
+        root, checkpoint = self.root, self.checkpoint
+        if resume:
+            assert root is not None and checkpoint is not None  # collect() checked `out`
+            if not checkpoint.exists():
+                raise ValueError(f"resume: no checkpoint in {root / CHECKPOINT_DIR}")
+            return checkpoint.read()
+        if root is not None and root.exists() and any(root.iterdir()):
+            if not overwrite:
+                raise ValueError(
+                    f"out: {root} is not empty; pass resume=True to continue a run or "
+                    "overwrite=True to replace it"
+                )
+            if checkpoint is not None:
+                checkpoint.remove()
+        return None
+
+    # ------------------------------------------------------------ step 3: reference map
+    def reference_map(
+        self,
+        reference: str | ReferenceSpec | ReferenceMap | None,
+        saved: SavedState | None,
+        reduce: Literal["random", "pca"] | None,
+        n_components: int | None,
+        normalize: Literal["unit", "standardize"] | None,
+    ) -> ReferenceMap:
+        """Return the map from hidden states to support points, having checked every hook.
+
+        A given :class:`ReferenceMap` is used as is, a resumed run uses its checkpoint's; else
+        the map of ``reference`` (a spec, or a hook name with ``reduce``, ``n_components`` and
+        ``normalize``; default hook: the latest SAE hook) is fitted, on a calibration pass
+        over the first ``calibration_tokens`` tokens when it needs one.
+        """
+        if isinstance(reference, ReferenceMap):
+            refmap = reference
+        elif saved is not None:
+            refmap = saved.reference_map()
+        else:
+            if isinstance(reference, ReferenceSpec):
+                spec = reference
+            else:
+                spec = ReferenceSpec(
+                    hook=reference or default_reference_hook([s.hook for s in self.sites]),
+                    reduce=reduce,
+                    n_components=n_components,
+                    normalize=normalize,
+                    seed=self.seed,
+                )
+            self.runner.check_hooks([spec.hook] + [s.hook for s in self.sites])
+            if spec.needs_calibration:
+                refmap = self._calibrate(spec)
+            else:
+                refmap = fit_reference(spec, self._reference_width(spec.hook))
+        self.runner.check_hooks(self.hooks(refmap))
+        return refmap
+
+    def hooks(self, refmap: ReferenceMap) -> list[str]:
+        """Hooks read in every forward pass: the sites' and the reference map's inputs."""
+        site_hooks = [s.hook for s in self.sites]
+        return list(dict.fromkeys(site_hooks + [refmap.input_hook(h) for h in site_hooks]))
+
+    def _calibrate(self, spec: ReferenceSpec) -> ReferenceMap:
+        """Fit ``spec`` on the moments of the first ``spec.calibration_tokens`` tokens."""
+        torch = require_torch()
+        ref_moments = Moments()
+        site_moments: dict[str, Moments] = {s.hook: Moments() for s in self.sites}
+        linear = spec.kind == "linear-map"
+        hooks = [spec.hook] + ([s.hook for s in self.sites] if linear else [])
+        d_ref = None
+        batches = limit_tokens(self.source.batches(self.batch_size), spec.calibration_tokens)
+        with torch.inference_mode():
+            for batch in batches:
+                hidden = self.runner.run(torch.as_tensor(batch.tokens, device=self.device), hooks)
+                y = hidden[spec.hook].reshape(-1, hidden[spec.hook].shape[-1])
+                d_ref = int(y.shape[-1])
+                ref_moments.add(y)
+                if linear:
+                    for s in self.sites:
+                        x = hidden[s.hook].reshape(-1, hidden[s.hook].shape[-1])
+                        site_moments[s.hook].add(x, y)
+        if d_ref is None:
+            raise ValueError("tokens: the token source is empty (no calibration tokens)")
+        return fit_reference(spec, d_ref, ref_moments, site_moments if linear else None)
+
+    def _reference_width(self, hook: str) -> int:
+        """Width of the hidden states at ``hook``, from one token of the source."""
+        torch = require_torch()
+        first = next(iter(self.source.batches(1)), None)
+        if first is None:
+            raise ValueError("tokens: the token source is empty")
+        with torch.inference_mode():
+            tokens = torch.as_tensor(first.tokens[:, :1], device=self.device)
+            hidden = self.runner.run(tokens, [hook])
+        return int(hidden[hook].shape[-1])
+
+    # ------------------------------------------------------------ step 4: configuration
+    def config(self, refmap: ReferenceMap) -> dict[str, Any]:
+        """Return the run configuration, recorded in checkpoints and ``run.json``.
+
+        Weight fingerprints of the model and the encoders guard a resume against changed
+        weights; they are computed only for runs with ``out`` (nothing to resume otherwise).
+        It is compared with a checkpoint's on resume. The result went through a JSON round
+        trip (tuples are lists), as it is stored.
+        """
+        track = self.root is not None
+        config = {
+            "model": {
+                "name": self.model_name,
+                "fingerprint": model_fingerprint(self.model) if track else None,
+            },
+            "sites": {
+                _output_name(s.name): {
+                    "hook": s.hook,
+                    "identity": s.identity,
+                    "d_sae": s.d_sae,
+                    "features": array_fingerprint(s.feature_ids),
+                    "encoder": encoder_fingerprint(s) if track else None,
+                }
+                for s in self.sites
+            },
+            "tokens": self.source.describe(),
+            "n_tokens": self.n_tokens,
+            "samples_per_feature": self.samples_per_feature,
+            "mode": self.mode,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "ignore_token_ids": self.ignore,
+            "reference": refmap.to_metadata(),
+            "reference_fingerprint": refmap.fingerprint(),
+        }
+        normalised: dict[str, Any] = json.loads(json.dumps(config))
+        return normalised
+
+    @staticmethod
+    def check_resumes(saved: SavedState, config: Mapping[str, Any]) -> None:
+        """Refuse to resume a checkpoint written by a different configuration, listing how."""
+        diffs = config_differences(saved.config, config)
         if diffs:
             raise ValueError(
                 "resume: the checkpoint was written by a different configuration:\n  "
                 + "\n  ".join(diffs)
             )
 
-    like = torch.empty(0, device=device)
-    samplers = [
-        FeatureSampler(
-            int(s.feature_ids.shape[0]),
-            samples_per_feature,
-            refmap.dim,
-            mode=mode,
-            seed=seed,
-            like=like,
+    # ------------------------------------------------------------ step 5: streaming
+    def samplers(self, refmap: ReferenceMap, saved: SavedState | None) -> list[FeatureSampler]:
+        """One sampler per site on the model's device, restored from the checkpoint if any."""
+        torch = require_torch()
+        like = torch.empty(0, device=self.device)
+        samplers = [
+            FeatureSampler(
+                int(s.feature_ids.shape[0]),
+                self.samples_per_feature,
+                refmap.dim,
+                mode=self.mode,
+                seed=self.seed,
+                like=like,
+            )
+            for s in self.sites
+        ]
+        if saved is not None:
+            for sampler, state in zip(samplers, saved.sampler_states, strict=True):
+                sampler.load_state_dict(state)
+        return samplers
+
+    def stream(
+        self,
+        refmap: ReferenceMap,
+        samplers: Sequence[FeatureSampler],
+        config: Mapping[str, Any],
+        progress: Progress,
+        *,
+        checkpoint_every: int | None,
+        show_progress: bool,
+    ) -> Progress:
+        """Offer every batch after ``progress.batches_done`` to the samplers.
+
+        Checkpoints every ``checkpoint_every`` tokens. A first Ctrl-C stops after the current
+        batch and a second one at once; either way a checkpoint is saved when the samplers
+        are not half-way through an update, and the KeyboardInterrupt propagates.
+
+        Returns
+        -------
+        Progress
+            ``progress``, updated (it is modified in place).
+        """
+        torch = require_torch()
+        reader = BatchReader(
+            self.runner, self.hooks(refmap), self.sites, refmap, self.ignore, self.device
         )
-        for s in sites
-    ]
-    feats = [
-        torch.as_tensor(s.feature_ids, device=device) if s.features is not None else None
-        for s in sites
-    ]
-    ignore_t = torch.as_tensor(ignore, dtype=torch.long, device=device) if ignore else None
-    batches_done = tokens_done = tokens_counted = 0
-    n_sequences = 0
-    if saved_info is not None:
-        for i, smp in enumerate(samplers):
-            smp.load_state_dict(
-                {k.split("/", 1)[1]: v for k, v in saved_state.items() if k.startswith(f"{i}/")}
+        checkpoint = self.checkpoint
+
+        def save_checkpoint() -> None:
+            assert checkpoint is not None
+            states = [sampler.state_dict() for sampler in samplers]
+            checkpoint.write(progress, config, states, refmap.arrays)
+
+        bar = _ProgressBar.start(show_progress, self.n_tokens, progress.tokens_done)
+        last_checkpoint = progress.tokens_done
+        resume_after = progress.batches_done
+        stream = limit_tokens(self.source.batches(self.batch_size), self.n_tokens)
+        # True while the samplers and counters are being updated: a checkpoint written then
+        # would hold a half-offered batch.
+        updating = False
+        try:
+            with torch.inference_mode(), _DeferredInterrupt() as guard:
+                for i_batch, batch in enumerate(stream):
+                    if i_batch < resume_after:
+                        continue
+                    reading = reader.read(batch)
+                    updating = True
+                    for sampler, (acts, points) in zip(samplers, reading.per_site, strict=True):
+                        sampler.update(acts, points, reading.seq, reading.pos)
+                    progress.batches_done += 1
+                    progress.tokens_done += reading.n_tokens
+                    progress.tokens_counted += reading.n_counted
+                    progress.n_sequences = max(progress.n_sequences, reading.sequences_end)
+                    updating = False
+                    if bar is not None:
+                        bar.advance(reading.n_tokens, samplers)
+                    if (
+                        checkpoint_every is not None
+                        and progress.tokens_done - last_checkpoint >= checkpoint_every
+                    ):
+                        save_checkpoint()
+                        last_checkpoint = progress.tokens_done
+                    if guard.pending:
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if checkpoint is not None and not updating and progress.batches_done > 0:
+                save_checkpoint()
+                print(
+                    f"\ninterrupted: checkpoint saved after {progress.tokens_done} tokens; "
+                    "run again with resume=True (--resume) to continue"
+                )
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if progress.tokens_done == 0:
+            raise ValueError("tokens: the token source is empty (no tokens were read)")
+        return progress
+
+    # ------------------------------------------------------------ step 6: results
+    def finish(
+        self,
+        refmap: ReferenceMap,
+        samplers: Sequence[FeatureSampler],
+        config: Mapping[str, Any],
+        progress: Progress,
+    ) -> dict[str, FeatureDistributions]:
+        """Turn the samples into FeatureDistributions; with ``out``, write the finished run.
+
+        Each site goes to ``out/<site name>``, then ``run.json`` (whose presence marks the run
+        finished), then the checkpoint is deleted.
+        """
+        results: dict[str, FeatureDistributions] = {}
+        for site, sampler in zip(self.sites, samplers, strict=True):
+            metadata = {
+                "model": self.model_name,
+                "hook": site.hook,
+                "sae": site.identity,
+                "sampling": {
+                    "mode": self.mode,
+                    "samples_per_feature": self.samples_per_feature,
+                    "seed": self.seed,
+                },
+                "reference": refmap.to_metadata(),
+                "n_tokens": progress.tokens_counted,
+                "n_tokens_read": progress.tokens_done,
+                "n_sequences": progress.n_sequences,
+                "tokens": self.source.describe(),
+                "ignore_token_ids": self.ignore,
+            }
+            fd = to_distributions(sampler.result(), site.feature_ids, metadata, dict(refmap.arrays))
+            name = _output_name(site.name)
+            if self.root is not None:
+                fd.save(self.root / name, overwrite=True)
+            results[name] = fd
+        if self.root is not None:
+            write_run_record(self.root, {name: name for name in results}, config)
+            if self.checkpoint is not None:
+                self.checkpoint.remove()
+        return results
+
+
+# ---------------------------------------------------------------- step 1 helpers
+def _as_sites(saes: Sequence[Any] | Any) -> list[Site]:
+    """Sites of ``saes`` (SAEs or Sites, one or a sequence), with unique output names."""
+    if isinstance(saes, Site) or not isinstance(saes, Sequence):
+        saes = [saes]
+    sites = [s if isinstance(s, Site) else Site.from_sae(s) for s in saes]
+    if not sites:
+        raise ValueError("saes: give at least one SAE or Site")
+    names = [_output_name(s.name) for s in sites]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(
+            f"saes: two sites share the output name {sorted(dup)[0]!r}; give Site(name=...)"
+        )
+    return sites
+
+
+def _ignored_token_ids(model: Any, ignore_token_ids: Sequence[int] | str | None) -> list[int]:
+    """Sorted token ids never sampled: the given ones, or the tokenizer's special tokens."""
+    if ignore_token_ids is None:
+        return []
+    if isinstance(ignore_token_ids, str):
+        if ignore_token_ids != "special":
+            raise ValueError(
+                f"ignore_token_ids: expected 'special', None or a list of ids, got "
+                f"{ignore_token_ids!r}"
             )
-        batches_done = int(saved_info["batches_done"])
-        tokens_done = int(saved_info["tokens_done"])
-        tokens_counted = int(saved_info["tokens_counted"])
-        n_sequences = int(saved_info["n_sequences"])
-    generation = int(saved_info["generation"]) + 1 if saved_info else 0
-
-    def save_checkpoint() -> None:
-        nonlocal generation
-        assert ckpt is not None
-        arrays: dict[str, np.ndarray[Any, Any]] = {}
-        for i, smp in enumerate(samplers):
-            for key, v in smp.state_dict().items():
-                arrays[f"{i}/{key}"] = v
-        for key, v in refmap.arrays.items():
-            arrays[f"reference/{key}"] = np.asarray(v)
-        info = {
-            "generation": generation,
-            "batches_done": batches_done,
-            "tokens_done": tokens_done,
-            "tokens_counted": tokens_counted,
-            "n_sequences": n_sequences,
-            "config": json.loads(json.dumps(config)),
-        }
-        ckpt.write(info, arrays)
-        generation += 1
-
-    bar = _progress(progress, n_tokens, tokens_done)
-    last_ckpt = tokens_done
-    last_post = 0.0
-    stream: Iterator[TokenBatch] = limit_tokens(source.batches(batch_size), n_tokens)
-    updating = False
-    try:
-        with torch.inference_mode(), _DeferredInterrupt() as guard:
-            for i_batch, batch in enumerate(stream):
-                if i_batch < batches_done:
-                    continue
-                tok = torch.as_tensor(batch.tokens, device=device)
-                b, length = tok.shape
-                hs = runner.run(tok, needed)
-                seq = (torch.arange(b, device=device) + batch.first_seq).repeat_interleave(length)
-                pos = torch.arange(length, device=device).repeat(b)
-                keep = None
-                if ignore_t is not None:
-                    keep = ~torch.isin(tok.reshape(-1), ignore_t)
-                points_cache: dict[str, Any] = {}
-                per_site = []
-                for s, f_sel in zip(sites, feats, strict=True):
-                    h = hs[s.hook].reshape(b * length, -1)
-                    if h.shape[-1] != s.d_in:
-                        raise ValueError(
-                            f"sae {s.name!r}: expects d_in={s.d_in} but hook {s.hook!r} gives "
-                            f"hidden states of width {h.shape[-1]}"
-                        )
-                    acts = s.encode(h)
-                    if acts.ndim != 2 or acts.shape != (b * length, s.d_sae):
-                        raise ValueError(
-                            f"sae {s.name!r}: encoder returned shape {tuple(acts.shape)}, "
-                            f"expected {(b * length, s.d_sae)}"
-                        )
-                    if f_sel is not None:
-                        acts = acts[:, f_sel]
-                    if keep is not None:
-                        acts = acts * keep[:, None].to(acts.dtype)
-                    src = refmap.input_hook(s.hook)
-                    cache_key = src if refmap.spec.kind == "same-context" else s.hook
-                    if cache_key not in points_cache:
-                        points_cache[cache_key] = refmap.transform(
-                            hs[src].reshape(b * length, -1), s.hook
-                        )
-                    per_site.append((acts.float(), points_cache[cache_key]))
-                updating = True
-                for smp, (acts, pts) in zip(samplers, per_site, strict=True):
-                    smp.update(acts, pts, seq, pos)
-                batches_done += 1
-                tokens_done += b * length
-                tokens_counted += int(keep.sum()) if keep is not None else b * length
-                n_sequences = max(n_sequences, batch.first_seq + b)
-                updating = False
-                if bar is not None:
-                    bar.update(b * length)
-                    now = time.monotonic()
-                    if now - last_post > 1.0:
-                        full = sum(smp.n_full for smp in samplers)
-                        total = sum(smp.n_features for smp in samplers)
-                        bar.set_postfix_str(f"full samples {full}/{total}")
-                        last_post = now
-                if checkpoint_every is not None and tokens_done - last_ckpt >= checkpoint_every:
-                    save_checkpoint()
-                    last_ckpt = tokens_done
-                if guard.pending:
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        if ckpt is not None and not updating and batches_done > 0:
-            save_checkpoint()
-            print(
-                f"\ninterrupted: checkpoint saved after {tokens_done} tokens; "
-                "run again with resume=True (--resume) to continue"
-            )
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    if tokens_done == 0:
-        raise ValueError("tokens: the token source is empty (no tokens were read)")
-
-    results: dict[str, FeatureDistributions] = {}
-    for s, smp in zip(sites, samplers, strict=True):
-        r = smp.result()
-        meta = {
-            "model": name,
-            "hook": s.hook,
-            "sae": s.identity,
-            "sampling": {"mode": mode, "samples_per_feature": samples_per_feature, "seed": seed},
-            "reference": refmap.to_metadata(),
-            "n_tokens": tokens_counted,
-            "n_tokens_read": tokens_done,
-            "n_sequences": n_sequences,
-            "tokens": source.describe(),
-            "ignore_token_ids": ignore,
-        }
-        fd = to_distributions(r, s.feature_ids, meta, dict(refmap.arrays))
-        if root is not None:
-            fd.save(root / _safe_name(s.name), overwrite=True)
-        results[_safe_name(s.name)] = fd
-    if root is not None:
-        run = {"sites": {n: str(n) for n in results}, "config": json.loads(json.dumps(config))}
-        tmp = root / f"{RUN_FILE}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(run, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, root / RUN_FILE)
-        if ckpt is not None:
-            ckpt.remove()
-    return results
+        tok = getattr(model, "tokenizer", None)
+        return sorted({int(i) for i in getattr(tok, "all_special_ids", []) or []})
+    return sorted({int(i) for i in ignore_token_ids})
 
 
+# ---------------------------------------------------------------- step 5 helpers
 class _DeferredInterrupt:
     """Turn the first Ctrl-C into a flag checked between batches; a second one interrupts.
 
@@ -581,14 +588,55 @@ class _DeferredInterrupt:
             self._old = None
 
 
-def _progress(enabled: bool, total: int | None, initial: int) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with the collect extra
-        return None
-    return tqdm(total=total, initial=initial, unit="tok", unit_scale=True, desc="collect")
+class _ProgressBar:
+    """A tqdm bar of tokens read, with the count of full samples refreshed once a second."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.last_postfix = 0.0
+
+    @classmethod
+    def start(cls, enabled: bool, total: int | None, initial: int) -> _ProgressBar | None:
+        """Start a bar at ``initial`` tokens; None when disabled or without tqdm."""
+        if not enabled:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm comes with the collect extra
+            return None
+        return cls(tqdm(total=total, initial=initial, unit="tok", unit_scale=True, desc="collect"))
+
+    def advance(self, n_tokens: int, samplers: Sequence[FeatureSampler]) -> None:
+        """Count ``n_tokens`` more tokens."""
+        self.bar.update(n_tokens)
+        now = time.monotonic()
+        # Counting full samples touches every sampler: not on every batch.
+        if now - self.last_postfix > 1.0:
+            full = sum(s.n_full for s in samplers)
+            total = sum(s.n_features for s in samplers)
+            self.bar.set_postfix_str(f"full samples {full}/{total}")
+            self.last_postfix = now
+
+    def close(self) -> None:
+        """Close the bar."""
+        self.bar.close()
+
+
+# ---------------------------------------------------------------- run directories
+def write_run_record(root: Path, site_dirs: Mapping[str, str], config: Mapping[str, Any]) -> None:
+    """Write ``run.json``, which marks ``root`` a finished run that :func:`load_run` reads.
+
+    Parameters
+    ----------
+    root : Path
+        The run directory.
+    site_dirs : mapping of str to str
+        Site name to the sub-directory (of ``root``) holding its FeatureDistributions.
+    config : mapping
+        The run's configuration (JSON-able), recorded as it is.
+    """
+    record = {"sites": dict(site_dirs), "config": config}
+    atomic_write_text(root / RUN_FILE, json.dumps(record, indent=1, sort_keys=True))
 
 
 def load_run(path: str | Path) -> dict[str, FeatureDistributions]:

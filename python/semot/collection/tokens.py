@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from semot._utils.checks import check_optional_positive_int, check_positive_int
+
 IntArray = npt.NDArray[np.int64]
 
 
@@ -70,8 +72,7 @@ def _check_sequence(seq: Any, index: int, what: str) -> IntArray:
 
 def _group(seqs: Iterable[IntArray], batch_size: int) -> Iterator[TokenBatch]:
     """Group consecutive sequences of equal length into batches of at most ``batch_size``."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    check_positive_int(batch_size, "batch_size")
     buf: list[IntArray] = []
     first = 0
     n = 0
@@ -211,7 +212,7 @@ class TextFiles:
         if tokenizer is None:
             raise ValueError("text: the model has no tokenizer; pass token ids instead")
         self.tokenizer = tokenizer
-        self.context_length = int(context_length)
+        self.context_length = check_positive_int(context_length, "context_length")
         self.bos = _tokenizer_bos(tokenizer, prepend_bos)
 
     def _docs(self) -> Iterator[Sequence[int]]:
@@ -265,7 +266,7 @@ class DatasetTokens:
     ) -> None:
         self.name = name
         self.tokenizer = tokenizer
-        self.context_length = int(context_length)
+        self.context_length = check_positive_int(context_length, "context_length")
         self.split = split
         self.column = column
         self.bos = _tokenizer_bos(tokenizer, prepend_bos) if tokenizer is not None else None
@@ -303,7 +304,7 @@ class DatasetTokens:
             "column": self.column,
             "context_length": self.context_length,
             "bos": self.bos,
-            "kwargs": {k: str(v) for k, v in self.kwargs.items()},
+            "kwargs": {key: str(v) for key, v in self.kwargs.items()},
         }
 
 
@@ -338,8 +339,7 @@ def limit_tokens(batches: Iterator[TokenBatch], n_tokens: int | None) -> Iterato
     A cut sequence keeps its prefix (causal models give the prefix the same hidden states),
     and is yielded as its own batch so batches keep one length.
     """
-    if n_tokens is not None and n_tokens < 1:
-        raise ValueError(f"n_tokens: expected a positive integer, got {n_tokens}")
+    check_optional_positive_int(n_tokens, "n_tokens")
     seen = 0
     for b in batches:
         if n_tokens is None or seen + b.n_tokens <= n_tokens:

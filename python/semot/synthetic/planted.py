@@ -30,7 +30,6 @@ Everything is numpy; :func:`collect_planted` runs the same streaming sampler as
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from semot.collection.run import write_run_record
 from semot.features.container import FeatureDistributions
 from semot.features.sampling import FeatureSampler, to_distributions
 
@@ -140,8 +140,19 @@ class PlantedSAE:
 
 
 @dataclass
-class TokenBatch:
-    """Latent content and hidden states of a batch of ``T`` tokens."""
+class PlantedBatch:
+    """A batch of ``T`` tokens of the planted model: their latent content and hidden states.
+
+    Attributes
+    ----------
+    seq, pos : numpy.ndarray of int64, shape (T,)
+        Sequence index and position of every token.
+    hidden : list of numpy.ndarray, shape (T, d_model)
+        Hidden states, one array per layer.
+    atom_token, atom_id, atom_mag, atom_mode : numpy.ndarray
+        One entry per (token, active atom): the token's row, the atom, its magnitude and the
+        context mode it fires in.
+    """
 
     seq: I64
     pos: I64
@@ -210,7 +221,7 @@ class PlantedModel:
             if a in f_of_atom and b in f_of_atom
         ]
 
-    def tokens(self, n_tokens: int, seed: int, batch_tokens: int = 8192) -> Iterator[TokenBatch]:
+    def tokens(self, n_tokens: int, seed: int, batch_tokens: int = 8192) -> Iterator[PlantedBatch]:
         """Stream ``n_tokens`` tokens (whole sequences of ``seq_len``) in batches.
 
         The stream depends only on ``seed`` and ``batch_tokens``: two streams with different
@@ -253,7 +264,7 @@ class PlantedModel:
                 hidden.append(h)
             seq = np.repeat(np.arange(first, first + n_seq), cfg.seq_len)
             pos = np.tile(np.arange(cfg.seq_len), n_seq)
-            yield TokenBatch(
+            yield PlantedBatch(
                 seq.astype(np.int64), pos.astype(np.int64), hidden, tok, atom, mag, mode
             )
             first += n_seq
@@ -303,10 +314,10 @@ def make_planted_model(config: PlantedConfig | None = None, **overrides: Any) ->
     mode_vecs: list[F64] = []
     atom_modes: list[I64] = []
     for a in range(n_atoms):
-        k = 1 + int(rng.random() < 0.5)
-        chosen = rng.choice(3, size=k, replace=False)
-        own = rng.normal(size=(k, d)) * cfg.mode_spread / np.sqrt(d)
-        atom_modes.append(np.arange(len(mode_vecs), len(mode_vecs) + k, dtype=np.int64))
+        n_modes = 1 + int(rng.random() < 0.5)
+        chosen = rng.choice(3, size=n_modes, replace=False)
+        own = rng.normal(size=(n_modes, d)) * cfg.mode_spread / np.sqrt(d)
+        atom_modes.append(np.arange(len(mode_vecs), len(mode_vecs) + n_modes, dtype=np.int64))
         mode_vecs.extend(fam_modes[family[a], chosen] + own)
 
     # Shape pairs: atom x fires at c + u or c - u, atom y only at c; both weak, equally common.
@@ -536,6 +547,5 @@ def save_planted_run(
         name = f"layer{x}"
         fd.save(root / name, overwrite=True)
         names[name] = name
-    run = {"sites": names, "config": {"source": "semot.synthetic"}}
-    (root / "run.json").write_text(json.dumps(run, indent=1, sort_keys=True), encoding="utf-8")
+    write_run_record(root, names, {"source": "semot.synthetic"})
     return root
