@@ -152,8 +152,9 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def run_info(args: argparse.Namespace) -> int:
     """Carry out ``semot info``."""
-    from semot.collection.run import RUN_FILE, load_run
+    from semot.collection.run import load_run
     from semot.features.container import FeatureDistributions
+    from semot.features.runs import RUN_FILE
 
     root = Path(args.path)
     if (root / RUN_FILE).is_file():

@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from semot._utils.atomic import atomic_write_text
 from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_int
 from semot.collection.checkpoint import (
     CHECKPOINT_DIR,
@@ -60,9 +59,8 @@ from semot.collection.reference import (
 from semot.collection.tokens import TokenSource, as_token_source, limit_tokens
 from semot.errors import CorruptFileError
 from semot.features.container import FeatureDistributions
+from semot.features.runs import RUN_FILE, write_run_record
 from semot.features.sampling import MODES, FeatureSampler, Mode, to_distributions
-
-RUN_FILE = "run.json"
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -623,22 +621,6 @@ class _ProgressBar:
 
 
 # ---------------------------------------------------------------- run directories
-def write_run_record(root: Path, site_dirs: Mapping[str, str], config: Mapping[str, Any]) -> None:
-    """Write ``run.json``, which marks ``root`` a finished run that :func:`load_run` reads.
-
-    Parameters
-    ----------
-    root : Path
-        The run directory.
-    site_dirs : mapping of str to str
-        Site name to the sub-directory (of ``root``) holding its FeatureDistributions.
-    config : mapping
-        The run's configuration (JSON-able), recorded as it is.
-    """
-    record = {"sites": dict(site_dirs), "config": config}
-    atomic_write_text(root / RUN_FILE, json.dumps(record, indent=1, sort_keys=True))
-
-
 def load_run(path: str | Path) -> dict[str, FeatureDistributions]:
     """Load the FeatureDistributions of every site of a finished :func:`collect` run."""
     root = Path(path)

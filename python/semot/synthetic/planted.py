@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from semot.collection.run import write_run_record
 from semot.features.container import FeatureDistributions
+from semot.features.runs import write_run_record
 from semot.features.sampling import FeatureSampler, to_distributions
 
 F64 = npt.NDArray[np.float64]
