@@ -62,6 +62,7 @@ lint-python: $(PY)
 	$(PY) -m ruff format --check $(LINT_PATHS)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m mypy
+	PYTHONPATH=python $(VENV)/bin/lint-imports --no-cache
 	$(PY) -m mypy.stubtest semot._core --mypy-config-file pyproject.toml \
 		--allowlist stubtest-allowlist.txt
 
