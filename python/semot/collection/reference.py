@@ -34,7 +34,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_int
+from semot._utils.checks import (
+    check_choice,
+    check_optional_positive_int,
+    check_positive_int,
+    renamed_argument,
+)
 from semot.collection.models import layer_index
 
 Kind = Literal["same-context", "linear-map"]
@@ -83,6 +88,9 @@ def n_components_or_deprecated_k(
 ) -> int | None:
     """Return ``n_components``, or the value of its deprecated alias ``k`` (with a warning).
 
+    The rename policy of :func:`semot._utils.checks.renamed_argument`: a DeprecationWarning
+    for ``k``, a TypeError when both are given.
+
     Parameters
     ----------
     n_components, k : int or None
@@ -90,18 +98,12 @@ def n_components_or_deprecated_k(
     stacklevel : int
         Frames between the caller of this function and the user's code that passed ``k``
         (1: the caller itself was called by the user).
-
-    Raises
-    ------
-    ValueError
-        When both are given and differ.
     """
-    if k is None:
-        return n_components
-    warnings.warn(_K_RENAMED, DeprecationWarning, stacklevel=stacklevel + 2)
-    if n_components is not None and n_components != k:
-        raise ValueError(f"k: deprecated alias of n_components={n_components!r}, got {k!r}")
-    return k
+    out: int | None = renamed_argument(
+        n_components, k, "n_components", "k",
+        reason=" (k means targets per source in semot)", stacklevel=stacklevel + 3,
+    )  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True, init=False)
