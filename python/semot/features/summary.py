@@ -74,8 +74,10 @@ def summary_text(
     n_tokens = fd.n_tokens
     sampling = md.get("sampling")
     if isinstance(sampling, Mapping):
-        extra = {k: v for k, v in sampling.items() if k not in ("mode", "n")}
-        sampling_text = f"mode {sampling.get('mode', '?')}, n = {sampling.get('n', '?')}"
+        # collect() records the sample size as samples_per_feature, older writers as n.
+        size = sampling.get("samples_per_feature", sampling.get("n", "?"))
+        extra = {k: v for k, v in sampling.items() if k not in ("mode", "n", "samples_per_feature")}
+        sampling_text = f"mode {sampling.get('mode', '?')}, n = {size}"
         if extra:
             sampling_text += f" ({short_json(extra, 60)})"
     else:
