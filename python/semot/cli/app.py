@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     from semot.cli import collect as cli_collect
     from semot.cli import distributed as cli_distributed
     from semot.cli import match as cli_match
+    from semot.cli import train as cli_train
 
     cli_collect.add_parsers(sub)
     cli_match.add_parsers(sub)
     cli_circuits.add_parser(sub)
     cli_distributed.add_parsers(sub)
+    cli_train.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return _dispatch(args, parser)
@@ -87,6 +89,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli.collect import run_collect
 
         return run_collect(args, parser)
+    if args.command == "train-sae":
+        from semot.cli.train import run_train_sae
+
+        return run_train_sae(args, parser)
     if args.command == "info":
         from semot.cli.collect import run_info
 
