@@ -46,7 +46,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::clouds::{check_same_dim, CloudsView};
-use crate::error::{Error, Result};
+use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
 use crate::float::Real;
 use crate::pairs::{check_pairs, condensed_len, condensed_pair};
 use crate::parallel::Executor;
@@ -802,6 +802,14 @@ where
     if n_out == 0 {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
     }
+    // Each thread holds a cost matrix and a kernel of the largest pair: checked up front,
+    // since an allocation failing inside the parallel loop could only abort.
+    let largest = |c: &CloudsView<'_, T>| (0..c.len()).map(|k| c.size(k)).max().unwrap_or(0);
+    let (n_max, m_max) = (largest(a), b.map_or_else(|| largest(a), largest));
+    let what = format!("cost matrices of {n_max} x {m_max} points (two per thread)");
+    let per_thread = checked_len(n_max, m_max, "A", &what)?;
+    let in_flight = checked_len(per_thread, 2 * exec.threads(), "A", &what)?;
+    drop(try_with_capacity::<f64>(in_flight, "A", &what)?);
     let pa = prepare_all(a, exec)?;
     let pb_owned = match b {
         Some(b) => Some(prepare_all(b, exec)?),
@@ -819,14 +827,16 @@ where
         (None, None)
     };
     let sb_ref = sb.as_deref().or(sa.as_deref());
-    let mut out = vec![
+    let mut out = try_vec(
+        n_out,
         SinkhornResult {
             value: 0.0,
             n_iter: 0,
-            converged: false
-        };
-        n_out
-    ];
+            converged: false,
+        },
+        "B",
+        &format!("{n_out} results"),
+    )?;
     exec.fill(&mut out, CHUNK, |start, slots| {
         let mut ws = Workspace::default();
         for (k, slot) in slots.iter_mut().enumerate() {
