@@ -125,6 +125,25 @@ const EPS_FACTOR: f64 = 4.0;
 const STAGE_TOL: f64 = 1e-3;
 /// Iteration cap of an intermediate stage.
 const STAGE_MAX_ITER: usize = 100;
+/// Smallest `reg` relative to the spread of the costs of a pair that float64 resolves (about
+/// its machine epsilon): below it `f + g - C` is rounding noise at the scale of `eps`, and the
+/// solver would return a wrong value. Such pairs (and pairs whose costs overflow) get a NaN
+/// value, which the Python layer turns into a `ValueError` naming `reg` or `p`.
+pub const MIN_RELATIVE_REG: f64 = f64::EPSILON;
+
+/// The solution returned for a pair the solver cannot resolve (see [`MIN_RELATIVE_REG`]).
+const UNRESOLVABLE: Solution = Solution {
+    cost: f64::NAN,
+    dual: f64::NAN,
+    n_iter: 0,
+    converged: false,
+};
+
+/// Whether `reg` is resolvable against costs spread over `range` (finite).
+fn resolvable(range: f64, reg: f64) -> bool {
+    range.is_finite() && reg >= MIN_RELATIVE_REG * range
+}
+
 /// Admissible range of the row/column sums `K v`, `K^T u` before a log-domain step.
 const SUM_LO: f64 = 1e-50;
 const SUM_HI: f64 = 1e50;
@@ -516,6 +535,9 @@ fn solve<T>(
             (lo.min(x), hi.max(x))
         });
     let reg = params.reg;
+    if !resolvable(cmax - cmin, reg) {
+        return UNRESOLVABLE;
+    }
     let mut eps = start_eps(cmax - cmin, reg);
     for buf in [&mut *f, &mut *u, &mut *s] {
         buf.clear();
@@ -615,6 +637,9 @@ fn solve_symmetric<T>(
     let c = &cost[..];
     let cmax = c.iter().copied().fold(0.0f64, f64::max);
     let reg = params.reg;
+    if !resolvable(cmax, reg) {
+        return UNRESOLVABLE;
+    }
     let mut eps = start_eps(cmax, reg);
     for buf in [&mut *f, &mut *u, &mut *s] {
         buf.clear();
@@ -724,7 +749,8 @@ fn self_terms<T: Real>(
 #[allow(clippy::float_cmp)] // p = 1 and p = 2 are special-cased exactly
 fn finish(ab: Solution, selves: Option<(Solution, Solution)>, p: f64) -> SinkhornResult {
     let root = |x: f64| {
-        let x = x.max(0.0);
+        // NaN (an unresolvable pair) stays NaN; `f64::max` would turn it into 0.
+        let x = if x.is_nan() { x } else { x.max(0.0) };
         if p == 1.0 {
             x
         } else if p == 2.0 {

@@ -55,7 +55,7 @@ def memory_limit() -> int | None:
     raw = os.environ.get(LIMIT_ENV, "").strip()
     if not raw:
         return available_memory()
-    if raw.lower() in ("none", "off", "0"):
+    if raw.lower() in ("none", "off"):
         return None
     text = raw.upper().removesuffix("B").removesuffix("I")
     unit = text[-1] if text and text[-1] in _UNITS else ""
@@ -102,8 +102,8 @@ def check_memory(nbytes: float, name: str, what: str) -> None:
     limit = memory_limit()
     if limit is None or nbytes <= limit:
         return
-    source = f"the {LIMIT_ENV} limit" if os.environ.get(LIMIT_ENV, "").strip() else "available"
-    raise MemoryError(
-        f"{name}: {what} need {format_bytes(nbytes)}, more than the {format_bytes(limit)} "
-        f"{source} (set {LIMIT_ENV} to change the limit)"
-    )
+    if os.environ.get(LIMIT_ENV, "").strip():
+        source = f"the {format_bytes(limit)} allowed by {LIMIT_ENV}"
+    else:
+        source = f"the {format_bytes(limit)} available (set {LIMIT_ENV} to change the limit)"
+    raise MemoryError(f"{name}: {what} need {format_bytes(nbytes)}, more than {source}")
