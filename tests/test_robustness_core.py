@@ -155,10 +155,16 @@ INTEGER_CASES = [
     (lambda: semot.sliced_wasserstein_pdist(CLOUDS, seed=-(2**70)), OverflowError, "seed"),
     (lambda: semot.random_projections(2**64, 1), OverflowError, "d"),
     (lambda: semot.random_projections(2, 2**64), OverflowError, "n_projections"),
-    (lambda: semot.sliced_wasserstein_pdist(CLOUDS, n_projections=10**30), OverflowError,
-     "n_projections"),  # fmt: skip
-    (lambda: semot.sliced_wasserstein_pdist(CLOUDS, method="quantile", n_quantiles=2**64),
-     OverflowError, "n_quantiles"),  # fmt: skip
+    (
+        lambda: semot.sliced_wasserstein_pdist(CLOUDS, n_projections=10**30),
+        OverflowError,
+        "n_projections",
+    ),
+    (
+        lambda: semot.sliced_wasserstein_pdist(CLOUDS, method="quantile", n_quantiles=2**64),
+        OverflowError,
+        "n_quantiles",
+    ),
     (lambda: single_linkage(2**64, [[0, 1]], [1.0]), OverflowError, "n"),
     (lambda: connected_components(2**63, [[0, 1]]), OverflowError, "n"),
 ]
@@ -206,9 +212,7 @@ def test_no_panic_exception_reaches_python() -> None:
     assert issubclass(semot.errors.InternalError, RuntimeError)
     assert issubclass(semot.errors.InternalError, semot.errors.SemotError)
     with pytest.raises(ValueError, match="n_threads"):
-        _core.sw_pdist(
-            np.zeros((3, 2)), np.ones(3), np.array([0, 1, 2, 3]), np.eye(2), 2.0, 10**6
-        )
+        _core.sw_pdist(np.zeros((3, 2)), np.ones(3), np.array([0, 1, 2, 3]), np.eye(2), 2.0, 10**6)
 
 
 # --- arrays: 0-d and ragged ---------------------------------------------------------------
@@ -363,8 +367,12 @@ def test_finite_input_gives_finite_sliced_and_1d(xs, ys, e, p, dtype) -> None:  
     x = (np.array(xs) * scale / 1e6).astype(dtype)
     y = (np.array(ys) * scale / 1e6).astype(dtype)
     for method in ("exact", "quantile"):
-        d = semot.sliced_wasserstein_distance(x, y, n_projections=8, p=p) if method == "exact" else (
-            semot.sliced_wasserstein_cdist([x], [y], n_projections=8, p=p, method=method)[0, 0]
+        d = (
+            semot.sliced_wasserstein_distance(x, y, n_projections=8, p=p)
+            if method == "exact"
+            else (
+                semot.sliced_wasserstein_cdist([x], [y], n_projections=8, p=p, method=method)[0, 0]
+            )
         )
         assert np.isfinite(d) and d >= 0
     w = None

@@ -101,7 +101,13 @@ pub fn checked_len(a: usize, b: usize, name: &str, what: &str) -> Result<usize> 
 
 /// `bytes` in the largest unit that keeps a number >= 1 (`3.7 TB`).
 fn fmt_bytes(bytes: f64) -> String {
-    for (unit, factor) in [("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
+    for (unit, factor) in [
+        ("PB", 1e15),
+        ("TB", 1e12),
+        ("GB", 1e9),
+        ("MB", 1e6),
+        ("kB", 1e3),
+    ] {
         if bytes >= factor {
             return format!("{:.2} {unit}", bytes / factor);
         }

@@ -36,7 +36,8 @@ macro_rules! impl_real {
         impl Real for $t {
             const NAME: &'static str = $name;
             const CANCELLATION: f64 = $cancel;
-            const SAFE_MIN: f64 = <$t>::MIN_POSITIVE as f64 * (1u64 << <$t>::MANTISSA_DIGITS) as f64;
+            const SAFE_MIN: f64 =
+                <$t>::MIN_POSITIVE as f64 * (1u64 << <$t>::MANTISSA_DIGITS) as f64;
             const MAX: f64 = <$t>::MAX as f64;
             #[inline(always)]
             fn from_f64(x: f64) -> Self {

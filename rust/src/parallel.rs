@@ -49,7 +49,9 @@ impl<'a> Executor<'a> {
             if n > cap {
                 return Err(Error::arg(
                     "n_threads",
-                    format!("at most {cap} threads (4 x the number of cores, at least 64), got {n}"),
+                    format!(
+                        "at most {cap} threads (4 x the number of cores, at least 64), got {n}"
+                    ),
                 ));
             }
         }

@@ -138,8 +138,7 @@ def check_n_threads(n_threads: int | None) -> int | None:
         raise ValueError(f"n_threads: must be >= 1 or None, got {out}")
     if out > MAX_THREADS:
         raise ValueError(
-            f"n_threads: at most {MAX_THREADS} threads (4 x os.cpu_count(), at least 64), "
-            f"got {out}"
+            f"n_threads: at most {MAX_THREADS} threads (4 x os.cpu_count(), at least 64), got {out}"
         )
     return out
 

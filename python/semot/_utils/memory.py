@@ -44,8 +44,9 @@ def available_memory() -> int | None:
 
 
 def memory_limit() -> int | None:
-    """The limit :func:`check_memory` applies: ``SEMOT_MEMORY_LIMIT`` if set, else the
-    available memory; None means no limit.
+    """Return the limit :func:`check_memory` applies, in bytes (None: no limit).
+
+    ``SEMOT_MEMORY_LIMIT`` if set, else the available memory.
 
     Raises
     ------

@@ -138,8 +138,11 @@ def warn_unconverged(
 
 
 def check_sinkhorn_memory(a: PointClouds, b: PointClouds, n_out: int, threads: int | None) -> None:
-    """``MemoryError`` before a Sinkhorn call whose buffers cannot fit: the results, and a
-    cost matrix and a kernel of the largest pair for each thread."""
+    """Raise ``MemoryError`` before a Sinkhorn call whose buffers cannot fit.
+
+    The buffers are the results, and a cost matrix and a kernel of the largest pair for each
+    thread.
+    """
     n_threads = threads or (os.cpu_count() or 1)
     n_max, m_max = int(a.sizes.max()), int(b.sizes.max())
     per_thread = 2 * 8.0 * n_max * m_max
@@ -150,9 +153,7 @@ def check_sinkhorn_memory(a: PointClouds, b: PointClouds, n_out: int, threads: i
     )
 
 
-def check_resolved(
-    values: npt.NDArray[np.float64], pair_of: Any, reg: float, p: float
-) -> None:
+def check_resolved(values: npt.NDArray[np.float64], pair_of: Any, reg: float, p: float) -> None:
     """Raise ``ValueError`` for the pairs the solver refused (NaN values).
 
     The core gives NaN where ``reg`` is below the float64 resolution of the costs of a pair

@@ -20,9 +20,8 @@ are drawn once per call, so all pairs of a bulk call share them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import math
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -93,11 +92,14 @@ def prescale(
     return scaled, k
 
 
-def unscale(out: Any, k: int, name: str) -> Any:
+_Array = TypeVar("_Array", bound="np.ndarray[Any, Any]")
+
+
+def unscale(out: _Array, k: int, name: str) -> _Array:
     """Multiply the distances of scaled points by ``2**k``; refuse results beyond float64."""
     if k:
         with np.errstate(over="ignore"):
-            out = np.ldexp(out, k).astype(out.dtype, copy=False)
+            out = cast("_Array", np.ldexp(out, k).astype(out.dtype, copy=False))
     if not np.all(np.isfinite(out)):
         raise ValueError(
             f"{name}: the distances exceed the range of {np.asarray(out).dtype} "
@@ -285,7 +287,11 @@ def sliced_wasserstein_pairs(
     p = check_p(p)
     m = check_method(method)
     n_threads = check_n_threads(n_threads)
-    idx = index_array(pairs, "pairs", 2) if as_array(pairs, "pairs").size else np.zeros((0, 2), np.int64)
+    idx = (
+        index_array(pairs, "pairs", 2)
+        if as_array(pairs, "pairs").size
+        else np.zeros((0, 2), np.int64)
+    )
     if idx.shape[1] != 2:
         raise ValueError(f"pairs: expected shape (K, 2), got {idx.shape}")
     for side, (n, name) in enumerate(((len(ca), "A"), (len(cb), "B"))):
@@ -320,11 +326,13 @@ def sliced_wasserstein_pairs(
 
 
 def minkowski_rows(diff: npt.NDArray[np.float64], p: float) -> npt.NDArray[np.float64]:
-    """``(sum |diff|^p)^(1/p)`` per row, rows whose plain sum overflows or underflows redone
-    scaled by their largest entry."""
+    """Return ``(sum |diff|^p)^(1/p)`` per row.
+
+    Rows whose plain sum overflows or underflows are redone scaled by their largest entry.
+    """
     with np.errstate(over="ignore", under="ignore"):
         plain = np.sum(np.abs(diff) ** p, axis=1)
-        out = plain ** (1.0 / p)
+        out: npt.NDArray[np.float64] = plain ** (1.0 / p)
         bad = ~np.isfinite(plain) | (plain < np.finfo(np.float64).tiny * 2.0**53)
         if bad.any():
             half = np.abs(diff[bad] * 0.5)

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::types::PyType;
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 
 use crate::clouds::CloudsView;
 use crate::error::Error;
