@@ -614,6 +614,27 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn scaled_form_matches_plain_form(
+            (x, w) in cloud_strategy(3),
+            (y, v) in cloud_strategy(3),
+            p in prop::sample::select(vec![1.0f64, 2.0, 3.5]),
+        ) {
+            let d = 3;
+            let proj = random_directions(d, 6, 5).unwrap();
+            let pr = Projections::new(&proj, d, 6).unwrap();
+            let ex = Executor::sequential();
+            let (ox, oy) = ([0, w.len() as i64], [0, v.len() as i64]);
+            let a = CloudsView::new("A", &x, d, &w, &ox).unwrap();
+            let b = CloudsView::new("B", &y, d, &v, &oy).unwrap();
+            let (sa, sb) = (Sorted::new(&a, "A", &pr, &ex).unwrap(), Sorted::new(&b, "B", &pr, &ex).unwrap());
+            let plain = cdist(&a, &b, &pr, p, &ex).unwrap()[0];
+            let scaled = sa.scaled_distance(0, &sb, 0, p);
+            prop_assert!((plain - scaled).abs() <= 1e-9 * (1.0 + plain), "{} vs {}", plain, scaled);
+        }
+    }
+
     #[test]
     fn threads_do_not_change_results() {
         let d = 5;

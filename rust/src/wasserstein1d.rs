@@ -306,6 +306,25 @@ mod tests {
         assert!(wasserstein_1d_pow(&[1.0f64], &[1.0], Some(&[-1.0]), None, 1.0).is_err());
     }
 
+    #[test]
+    fn extreme_values_are_exact_or_refused() {
+        let big = [-1.7e308f64, 1.7e308];
+        assert_eq!(
+            wasserstein_1d_pow(&big, &big, None, None, 1.0).unwrap(),
+            0.0
+        );
+        assert_eq!(
+            wasserstein_1d_pow(&big, &big, None, None, 2.0).unwrap(),
+            0.0
+        );
+        let tiny = wasserstein_1d_pow(&[1e-200f64], &[3e-200], None, None, 1.0).unwrap();
+        assert!((tiny - 2e-200).abs() < 1e-212);
+        let w = wasserstein_1d_pow(&[0.0f64, 1.0], &[0.5, 3.0], None, None, 1000.0).unwrap();
+        assert!((w / (0.5 * 2f64.powi(1000)) - 1.0).abs() < 1e-12, "{w}");
+        assert!(wasserstein_1d_pow(&[1e200f64], &[-1e200], None, None, 2.0).is_err());
+        assert!(wasserstein_1d_pow(&[1e-200f64], &[2e-200], None, None, 2.0).is_err());
+    }
+
     proptest! {
         #[test]
         fn matches_brute_force(

@@ -75,7 +75,8 @@ def prescale(
     ordinary input.
     """
     info = np.finfo(sets[0].dtype)
-    biggest = max(float(np.max(np.abs(c.points))) for c in sets)
+    # max and -min instead of abs: no temporary copy of the points.
+    biggest = max(max(float(c.points.max()), -float(c.points.min())) for c in sets)
     if biggest == 0.0:
         return sets, 0
     col = float(np.max(np.sqrt(np.sum(np.square(proj.astype(np.float64)), axis=0))))
