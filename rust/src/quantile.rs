@@ -272,8 +272,8 @@ fn scaled_minkowski<T: Real>(x: &[T], y: &[T], p: f64) -> f64 {
 #[inline]
 fn from_gram<T: Real>(g: T, na: f64, nb: f64, x: &[T], y: &[T]) -> f64 {
     let d2 = na + nb - 2.0 * g.to_f64();
-    if !(d2 >= T::CANCELLATION * (na + nb))
-        || !d2.is_finite()
+    if !d2.is_finite()
+        || d2 < T::CANCELLATION * (na + nb)
         || na.min(nb) < T::SAFE_MIN
         || na.max(nb) > T::MAX
     {
