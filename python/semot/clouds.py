@@ -102,14 +102,23 @@ class PointClouds:
             c = _cloud_of_row(offs, row)
             what = "negative" if np.isfinite(w[row]) else "not finite"
             raise ValueError(f"weights: cloud {c}: weight {row - offs[c]} is {what} ({w[row]})")
-        sums = np.add.reduceat(w.astype(np.float64), offs[:-1])
-        bad_sum = ~(sums > 0) | ~np.isfinite(sums)
-        if bad_sum.any():
-            c = int(np.argmax(bad_sum))
+        w64 = w.astype(np.float64)
+        with np.errstate(over="ignore"):
+            sums = np.add.reduceat(w64, offs[:-1])
+        if not (sums > 0).all():
+            c = int(np.argmax(~(sums > 0)))
             raise ValueError(f"weights: cloud {c}: weights sum to {sums[c]}, need a positive sum")
-        scale = np.repeat(1.0 / sums, steps)
+        if (sums > np.finfo(np.float64).tiny).all() and np.isfinite(sums).all():
+            normalised = w * np.repeat(1.0 / sums, steps)
+        else:
+            # Tiny (subnormal) weights, whose reciprocal sum overflows, or huge ones whose sum
+            # does: divide by each cloud's largest weight first.
+            with np.errstate(over="ignore"):
+                peak = np.maximum.reduceat(w64, offs[:-1])
+                rel = w64 / np.repeat(peak, steps)
+                normalised = rel / np.repeat(np.add.reduceat(rel, offs[:-1]), steps)
         self.points = pts
-        self.weights = float_array(w * scale, "weights", dtype=pts.dtype)
+        self.weights = float_array(normalised, "weights", dtype=pts.dtype)
         self.offsets = offs
 
     @classmethod

@@ -18,6 +18,7 @@ __all__ = [
     "ConvergenceWarning",
     "CorruptFileError",
     "GraphFormatError",
+    "InternalError",
     "SchedulerUnavailableError",
     "SemotError",
     "SemotWarning",
@@ -40,6 +41,14 @@ class GraphFormatError(SemotError, ValueError):
     """An attribution-graph file or dict that does not follow the format.
 
     The message names the offending node (index and ``node_id``) or link (index).
+    """
+
+
+class InternalError(SemotError, RuntimeError):
+    """The core could not do what it was asked on this machine, or hit a bug.
+
+    Raised instead of a crash: a thread pool that cannot be started, or a panic in the Rust
+    core caught at the binding boundary (a bug; please report it with the message).
     """
 
 

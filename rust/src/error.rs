@@ -23,6 +23,17 @@ pub enum Error {
     /// The caller's interrupt check asked to stop (Ctrl-C in Python).
     #[error("interrupted")]
     Interrupted,
+    /// A buffer of the call cannot be allocated (the binding raises `MemoryError`).
+    #[error("{name}: {what} need {}, which cannot be allocated", fmt_bytes(*.bytes))]
+    Memory {
+        name: String,
+        what: String,
+        bytes: f64,
+    },
+    /// Something the core cannot do on this machine (a thread pool that cannot be built, a
+    /// bug caught at the boundary); the binding raises a `RuntimeError`.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -48,6 +59,60 @@ impl Error {
             got: got.into(),
         }
     }
+}
+
+/// A vector of `len` copies of `value`, allocated fallibly: [`Error::Memory`] naming `name`
+/// when `len` elements do not fit in memory (or their size overflows `usize`), instead of the
+/// process abort of `vec![value; len]`.
+///
+/// # Errors
+/// [`Error::Memory`].
+pub fn try_vec<T: Clone>(len: usize, value: T, name: &str, what: &str) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(len, name, what)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// An empty vector with room for `len` elements, allocated fallibly (see [`try_vec`]).
+///
+/// # Errors
+/// [`Error::Memory`].
+pub fn try_with_capacity<T>(len: usize, name: &str, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::Memory {
+        name: name.to_owned(),
+        what: what.to_owned(),
+        bytes: len as f64 * std::mem::size_of::<T>() as f64,
+    })?;
+    Ok(v)
+}
+
+/// `a * b`, or [`Error::Memory`] naming `name` when the product overflows `usize`.
+///
+/// # Errors
+/// [`Error::Memory`].
+pub fn checked_len(a: usize, b: usize, name: &str, what: &str) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| Error::Memory {
+        name: name.to_owned(),
+        what: what.to_owned(),
+        bytes: a as f64 * b as f64,
+    })
+}
+
+/// `bytes` in the largest unit that keeps a number >= 1 (`3.7 TB`).
+fn fmt_bytes(bytes: f64) -> String {
+    for (unit, factor) in [
+        ("PB", 1e15),
+        ("TB", 1e12),
+        ("GB", 1e9),
+        ("MB", 1e6),
+        ("kB", 1e3),
+    ] {
+        if bytes >= factor {
+            return format!("{:.2} {unit}", bytes / factor);
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// Result alias used throughout the core.

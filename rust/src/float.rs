@@ -12,6 +12,12 @@ pub trait Real:
     /// (`|x|² + |y|² − 2⟨x, y⟩`) has lost too many digits to cancellation and is recomputed
     /// directly.
     const CANCELLATION: f64;
+    /// Below this magnitude a sum of `p`-th powers computed in `Self` may have lost precision
+    /// to underflow (the smallest normal number times `2^mantissa_bits`); kernels then redo
+    /// the pair in a scaled form in `f64`.
+    const SAFE_MIN: f64;
+    /// The largest finite value, as `f64`.
+    const MAX: f64;
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn abs(self) -> Self;
@@ -30,6 +36,9 @@ macro_rules! impl_real {
         impl Real for $t {
             const NAME: &'static str = $name;
             const CANCELLATION: f64 = $cancel;
+            const SAFE_MIN: f64 =
+                <$t>::MIN_POSITIVE as f64 * (1u64 << <$t>::MANTISSA_DIGITS) as f64;
+            const MAX: f64 = <$t>::MAX as f64;
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
                 x as $t

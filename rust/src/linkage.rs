@@ -11,7 +11,7 @@
 //! Every labelling returned here is *canonical*: labels are `0..k` numbered in order of first
 //! appearance over the elements `0..n`, so two equal partitions always give equal arrays.
 
-use crate::error::{Error, Result};
+use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
 use crate::float::Real;
 use crate::pairs::{check_node_pairs, condensed_len, condensed_row_start};
 use crate::parallel::Executor;
@@ -32,6 +32,21 @@ impl UnionFind {
             size: vec![1; n],
             n_sets: n,
         }
+    }
+
+    /// `n` singletons, allocated fallibly ([`Error::Memory`] naming `name`).
+    ///
+    /// # Errors
+    /// [`Error::Memory`] when `n` elements do not fit in memory.
+    pub fn try_new(n: usize, name: &str) -> Result<Self> {
+        let what = format!("a union-find over {n} points");
+        let mut parent = try_with_capacity(n, name, &what)?;
+        parent.extend(0..n);
+        Ok(Self {
+            parent,
+            size: try_vec(n, 1, name, &what)?,
+            n_sets: n,
+        })
     }
 
     /// The number of elements.
@@ -110,7 +125,13 @@ impl UnionFind {
 /// and the row when an index is outside `0..n`.
 pub fn connected_components(n: usize, edges: &[i64]) -> Result<Vec<i64>> {
     check_node_pairs("edges", n, edges)?;
-    let mut uf = UnionFind::new(n);
+    // Labels, their roots and the union-find: four words per node.
+    drop(try_with_capacity::<usize>(
+        checked_len(n, 4, "n", "labels")?,
+        "n",
+        &format!("labels of {n} nodes"),
+    )?);
+    let mut uf = UnionFind::try_new(n, "n")?;
     for e in edges.chunks_exact(2) {
         uf.union(e[0] as usize, e[1] as usize);
     }
@@ -332,10 +353,12 @@ pub fn single_linkage(n: usize, pairs: &[i64], distances: &[f64]) -> Result<Merg
     let mut order: Vec<usize> = (0..k).collect();
     // Stable sort: ties keep their original order.
     order.sort_by(|&x, &y| distances[x].total_cmp(&distances[y]));
-    let mut uf = UnionFind::new(n);
+    let what = format!("a merge tree of {n} points");
+    let mut uf = UnionFind::try_new(n, "n")?;
     // The current cluster id of each union-find root.
-    let mut cluster: Vec<usize> = (0..n).collect();
-    let mut merges = Vec::with_capacity(n - 1);
+    let mut cluster: Vec<usize> = try_with_capacity(n, "n", &what)?;
+    cluster.extend(0..n);
+    let mut merges = try_with_capacity((n - 1).min(k), "n", &what)?;
     for idx in order {
         if merges.len() == n - 1 {
             break;

@@ -7,8 +7,10 @@
 //!   calling thread (the Python binding uses it to honour Ctrl-C).
 //! * Pools are private to this crate and rebuilt when the process id changes, so the crate
 //!   stays usable in a child after `fork` (rayon's global pool does not survive a fork).
+//! * At most [`POOL_CACHE`] pools are kept (least recently used first out), so calls with
+//!   many different thread counts do not leave their threads behind; a thread count is at
+//!   most [`max_threads`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
@@ -37,10 +39,21 @@ impl<'a> Executor<'a> {
     /// thread, `Some(k)` runs on a private pool of `k` threads.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `n_threads` is `Some(0)`.
+    /// [`Error::InvalidArgument`] when `n_threads` is `Some(0)` or above [`max_threads`].
     pub fn new(n_threads: Option<usize>) -> Result<Self> {
         if n_threads == Some(0) {
             return Err(Error::arg("n_threads", "must be >= 1 or None"));
+        }
+        if let Some(n) = n_threads {
+            let cap = max_threads();
+            if n > cap {
+                return Err(Error::arg(
+                    "n_threads",
+                    format!(
+                        "at most {cap} threads (4 x the number of cores, at least 64), got {n}"
+                    ),
+                ));
+            }
         }
         Ok(Self {
             n_threads,
@@ -104,7 +117,7 @@ impl<'a> Executor<'a> {
                         .enumerate()
                         .for_each(|(i, c)| f(start + i * chunk, c));
                 };
-                pool(threads).install(body);
+                pool(threads)?.install(body);
             }
             start += len;
         }
@@ -141,25 +154,40 @@ impl<'a> Executor<'a> {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// The largest thread count an executor takes: four threads per core, and at least 64 (the
+/// Python layer applies the same cap, `semot._utils.checks.MAX_THREADS`).
+pub fn max_threads() -> usize {
+    (4 * cores()).max(64)
+}
+
 fn default_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        .map_or_else(cores, |n| n.min(max_threads()))
 }
+
+/// How many thread pools are kept alive between calls.
+pub const POOL_CACHE: usize = 4;
 
 struct Pools {
     pid: u32,
-    by_size: HashMap<usize, Arc<ThreadPool>>,
+    /// Most recently used last.
+    by_size: Vec<(usize, Arc<ThreadPool>)>,
 }
 
-fn pool(threads: usize) -> Arc<ThreadPool> {
-    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+
+fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
     let pools = POOLS.get_or_init(|| {
         Mutex::new(Pools {
             pid: std::process::id(),
-            by_size: HashMap::new(),
+            by_size: Vec::new(),
         })
     });
     let mut guard = pools
@@ -169,24 +197,32 @@ fn pool(threads: usize) -> Arc<ThreadPool> {
     if guard.pid != pid {
         // After fork the worker threads of the parent's pools do not exist in this process.
         // Dropping those pools would try to talk to them, so they are leaked on purpose.
-        for (_, p) in guard.by_size.drain() {
+        for (_, p) in guard.by_size.drain(..) {
             std::mem::forget(p);
         }
         guard.pid = pid;
     }
-    guard
-        .by_size
-        .entry(threads)
-        .or_insert_with(|| {
-            Arc::new(
-                ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("semot-{i}"))
-                    .build()
-                    .expect("building a thread pool"),
-            )
-        })
-        .clone()
+    if let Some(pos) = guard.by_size.iter().position(|(n, _)| *n == threads) {
+        let entry = guard.by_size.remove(pos);
+        let p = entry.1.clone();
+        guard.by_size.push(entry);
+        return Ok(p);
+    }
+    let built = ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("semot-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("n_threads: cannot start {threads} threads: {e}")))?;
+    let p = Arc::new(built);
+    guard.by_size.push((threads, p.clone()));
+    if guard.by_size.len() > POOL_CACHE {
+        // Dropping the last handle of a pool ends its threads (once they finish their work;
+        // a call still running on it holds its own handle).
+        let evicted = guard.by_size.remove(0);
+        drop(guard);
+        drop(evicted);
+    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -219,5 +255,24 @@ mod tests {
     #[test]
     fn zero_threads_rejected() {
         assert!(Executor::new(Some(0)).is_err());
+        assert!(Executor::new(Some(max_threads() + 1)).is_err());
+        assert!(Executor::new(Some(usize::MAX)).is_err());
+    }
+
+    #[test]
+    fn pool_cache_is_bounded() {
+        for threads in 2..12 {
+            let ex = Executor::new(Some(threads)).unwrap();
+            let mut out = vec![0u8; 64];
+            ex.fill(&mut out, 1, |_, c| c[0] = 1).unwrap();
+        }
+        let cached = POOLS
+            .get()
+            .unwrap()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_size
+            .len();
+        assert!(cached <= POOL_CACHE, "{cached} pools cached");
     }
 }

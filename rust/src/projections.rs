@@ -11,7 +11,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::error::{Error, Result};
+use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
 use crate::float::Real;
 
 /// xoshiro256++ (Blackman & Vigna), seeded through SplitMix64.
@@ -57,10 +57,11 @@ impl Xoshiro256pp {
 }
 
 /// `d * n_projections` standard normals, column-major by direction, from `seed`.
-fn normals(d: usize, n_projections: usize, seed: u64) -> Vec<f64> {
+fn normals(d: usize, n_projections: usize, seed: u64) -> Result<Vec<f64>> {
     let mut rng = Xoshiro256pp::new(seed);
-    let n = d * n_projections;
-    let mut out = Vec::with_capacity(n + 1);
+    let what = format!("{n_projections} directions of dimension d={d}");
+    let n = checked_len(d, n_projections, "n_projections", &what)?;
+    let mut out = try_with_capacity(n.saturating_add(1), "n_projections", &what)?;
     while out.len() < n {
         let u1 = rng.next_open01();
         let u2 = rng.next_open01();
@@ -70,7 +71,7 @@ fn normals(d: usize, n_projections: usize, seed: u64) -> Vec<f64> {
         out.push(r * theta.sin());
     }
     out.truncate(n);
-    out
+    Ok(out)
 }
 
 /// Draws `n_projections` unit directions in dimension `d` from `seed`.
@@ -86,8 +87,9 @@ pub fn random_directions(d: usize, n_projections: usize, seed: u64) -> Result<Ve
     if n_projections == 0 {
         return Err(Error::arg("n_projections", "must be >= 1"));
     }
-    let z = normals(d, n_projections, seed);
-    let mut out = vec![0.0; d * n_projections];
+    let z = normals(d, n_projections, seed)?;
+    let what = format!("{n_projections} directions of dimension d={d}");
+    let mut out = try_vec(z.len(), 0.0, "n_projections", &what)?;
     for l in 0..n_projections {
         let col = &z[l * d..(l + 1) * d];
         let norm = col.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -220,11 +222,21 @@ mod tests {
 
     #[test]
     fn normals_look_standard() {
-        let z = normals(1, 200_000, 1);
+        let z = normals(1, 200_000, 1).unwrap();
         let mean = z.iter().sum::<f64>() / z.len() as f64;
         let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / z.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "var {var}");
+    }
+
+    #[test]
+    fn impossible_sizes_are_errors() {
+        for (d, l) in [(3, 1usize << 60), (usize::MAX, 2), (3, 1_000_000_000_000)] {
+            assert!(
+                matches!(random_directions(d, l, 0), Err(Error::Memory { .. })),
+                "d={d} L={l}"
+            );
+        }
     }
 
     #[test]

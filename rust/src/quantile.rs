@@ -14,7 +14,7 @@
 //! directly (see [`Real::CANCELLATION`]).
 
 use crate::clouds::CloudsView;
-use crate::error::{Error, Result};
+use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
 use crate::float::Real;
 use crate::pairs::{condensed_len, condensed_rows};
 use crate::parallel::Executor;
@@ -56,7 +56,10 @@ impl<'a, T: Real> Embedder<'a, T> {
             return Err(Error::arg("n_quantiles", "must be >= 1"));
         }
         proj.check_dim(name, clouds.dim())?;
-        let scale = ((proj.len() * n_quantiles) as f64).powf(-1.0 / p);
+        let what = format!("embeddings of {} x {n_quantiles} quantiles", proj.len());
+        let width = checked_len(proj.len(), n_quantiles, "n_quantiles", &what)?;
+        checked_len(width, clouds.len(), "n_quantiles", &what)?;
+        let scale = (width as f64).powf(-1.0 / p);
         Ok(Self {
             clouds,
             proj,
@@ -122,7 +125,13 @@ impl<'a, T: Real> Embedder<'a, T> {
     /// An interrupt.
     pub fn all(&self, exec: &Executor<'_>) -> Result<Vec<T>> {
         let width = self.width();
-        let mut out = vec![T::zero(); self.len() * width];
+        let what = format!(
+            "{} embeddings of {} x {} quantiles",
+            self.len(),
+            self.proj.len(),
+            self.n_quantiles
+        );
+        let mut out = try_vec(self.len() * width, T::zero(), "n_quantiles", &what)?;
         exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
             self.rows(start / width, rows);
         })?;
@@ -181,6 +190,13 @@ fn bin_averages<T: Real>(pairs: &[(T, T)], dst: &mut [T], scale: f64) {
     }
 }
 
+/// Checks that `len` elements of `T` can be allocated (the buffers threads allocate inside
+/// a parallel loop, where a failed allocation could only abort).
+fn probe<T>(len: usize, name: &str, what: &str) -> Result<()> {
+    drop(try_with_capacity::<T>(len, name, what)?);
+    Ok(())
+}
+
 /// The mean row of `m` (`width` columns), accumulated in `f64`.
 fn mean_row<T: Real>(m: &[T], width: usize) -> Vec<T> {
     let mut mean = vec![0.0f64; width];
@@ -221,12 +237,47 @@ fn direct_sq<T: Real>(x: &[T], y: &[T]) -> f64 {
         .sum()
 }
 
-/// Squared distance from the Gram entry, recomputed directly when cancellation struck.
+/// `‖x − y‖₂` from the differences, in a scaled form when the plain sum of squares
+/// overflows or underflows `f64`.
+fn direct_norm<T: Real>(x: &[T], y: &[T]) -> f64 {
+    let d2 = direct_sq(x, y);
+    if d2.is_finite() && d2 >= f64::SAFE_MIN {
+        return d2.sqrt();
+    }
+    scaled_minkowski(x, y, 2.0)
+}
+
+/// `‖x − y‖_p` as `2H (Σ (|x/2 − y/2| / H)^p)^(1/p)` with `H = max |x/2 − y/2|`, which neither
+/// overflows nor underflows.
+fn scaled_minkowski<T: Real>(x: &[T], y: &[T], p: f64) -> f64 {
+    let half = |a: T, b: T| (0.5 * a.to_f64() - 0.5 * b.to_f64()).abs();
+    let h = x
+        .iter()
+        .zip(y)
+        .fold(0.0f64, |acc, (&a, &b)| acc.max(half(a, b)));
+    if h == 0.0 {
+        return 0.0;
+    }
+    let s: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(&a, &b)| (half(a, b) / h).powf(p))
+        .sum();
+    2.0 * h * s.powf(1.0 / p)
+}
+
+/// Squared distance from the Gram entry, recomputed directly when cancellation struck, when
+/// a norm or the product left the range of `T` or `f64`, or when the norms are so small that
+/// their products may have underflowed in `T`.
 #[inline]
 fn from_gram<T: Real>(g: T, na: f64, nb: f64, x: &[T], y: &[T]) -> f64 {
     let d2 = na + nb - 2.0 * g.to_f64();
-    if d2 < T::CANCELLATION * (na + nb) {
-        direct_sq(x, y).sqrt()
+    if !d2.is_finite()
+        || d2 < T::CANCELLATION * (na + nb)
+        || na.min(nb) < T::SAFE_MIN
+        || na.max(nb) > T::MAX
+    {
+        direct_norm(x, y)
     } else {
         d2.sqrt()
     }
@@ -251,10 +302,18 @@ pub fn euclidean_cdist<T: Real>(
     subtract(&mut eb, &centre);
     let (na, nb) = (a.len(), eb.len() / width);
     let norm_b = sq_norms(&eb, width);
-    let mut out = vec![0.0f64; na * nb];
+    let what = format!("a {na} x {nb} distance matrix");
+    let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
     if nb == 0 {
         return Ok(out);
     }
+    // The blocks each thread allocates inside the loop, checked once up front.
+    let block = GEMM_ROWS.min(na.max(1)) * (width + nb);
+    probe::<T>(
+        checked_len(block, exec.threads(), "n_quantiles", "blocks of embeddings")?,
+        "n_quantiles",
+        "blocks of embeddings and their products",
+    )?;
     exec.fill(&mut out, GEMM_ROWS * nb, |start, rows| {
         let i0 = start / nb;
         let r = rows.len() / nb;
@@ -294,7 +353,14 @@ pub fn euclidean_pdist<T: Real>(
     subtract(&mut e, &centre);
     let n = e.len() / width;
     let norms = sq_norms(&e, width);
-    let mut out = vec![0.0f64; condensed_len(n)];
+    let total = condensed_len(n);
+    let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
+    let block = GEMM_ROWS.min(n.max(1)) * n;
+    probe::<T>(
+        checked_len(block, exec.threads(), "A", "blocks of products")?,
+        "A",
+        "blocks of products of embeddings",
+    )?;
     let pieces = condensed_rows(&mut out, n, GEMM_ROWS);
     exec.each(pieces, |_, (i0, piece)| {
         let i1 = (i0 + GEMM_ROWS).min(n);
@@ -327,19 +393,27 @@ pub fn euclidean_pdist<T: Real>(
     Ok(out)
 }
 
-/// `(Σ_k |x_k − y_k|^p)^(1/p)`, accumulated in `f64`.
+/// `(Σ_k |x_k − y_k|^p)^(1/p)`, accumulated in `f64` (in a scaled form when the plain sum
+/// overflows or underflows).
 fn minkowski<T: Real>(x: &[T], y: &[T], p: f64) -> f64 {
-    if p == 1.0 {
+    let plain = if p == 1.0 {
         x.iter().zip(y).map(|(&a, &b)| (a - b).abs().to_f64()).sum()
     } else if p == 2.0 {
-        direct_sq(x, y).sqrt()
+        direct_sq(x, y)
     } else {
-        let s: f64 = x
-            .iter()
+        x.iter()
             .zip(y)
             .map(|(&a, &b)| (a.to_f64() - b.to_f64()).abs().powf(p))
-            .sum();
-        s.powf(1.0 / p)
+            .sum::<f64>()
+    };
+    if !(plain.is_finite() && plain >= f64::SAFE_MIN) {
+        scaled_minkowski(x, y, p)
+    } else if p == 1.0 {
+        plain
+    } else if p == 2.0 {
+        plain.sqrt()
+    } else {
+        plain.powf(1.0 / p)
     }
 }
 
@@ -362,7 +436,8 @@ pub fn minkowski_cdist<T: Real>(
     let ea = a.all(exec)?;
     let width = a.width();
     let (na, nb) = (a.len(), b.len());
-    let mut out = vec![0.0f64; na * nb];
+    let what = format!("a {na} x {nb} distance matrix");
+    let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
     if nb == 0 {
         return Ok(out);
     }
@@ -394,7 +469,8 @@ pub fn minkowski_pdist<T: Real>(
         return euclidean_pdist(e, width, exec);
     }
     let n = e.len() / width;
-    let mut out = vec![0.0f64; condensed_len(n)];
+    let total = condensed_len(n);
+    let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
     let pieces = condensed_rows(&mut out, n, 16);
     exec.each(pieces, |_, (i0, piece)| {
         let mut k = 0;

@@ -46,7 +46,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::clouds::{check_same_dim, CloudsView};
-use crate::error::{Error, Result};
+use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
 use crate::float::Real;
 use crate::pairs::{check_pairs, condensed_len, condensed_pair};
 use crate::parallel::Executor;
@@ -125,6 +125,25 @@ const EPS_FACTOR: f64 = 4.0;
 const STAGE_TOL: f64 = 1e-3;
 /// Iteration cap of an intermediate stage.
 const STAGE_MAX_ITER: usize = 100;
+/// Smallest `reg` relative to the spread of the costs of a pair that float64 resolves (about
+/// its machine epsilon): below it `f + g - C` is rounding noise at the scale of `eps`, and the
+/// solver would return a wrong value. Such pairs (and pairs whose costs overflow) get a NaN
+/// value, which the Python layer turns into a `ValueError` naming `reg` or `p`.
+pub const MIN_RELATIVE_REG: f64 = f64::EPSILON;
+
+/// The solution returned for a pair the solver cannot resolve (see [`MIN_RELATIVE_REG`]).
+const UNRESOLVABLE: Solution = Solution {
+    cost: f64::NAN,
+    dual: f64::NAN,
+    n_iter: 0,
+    converged: false,
+};
+
+/// Whether `reg` is resolvable against costs spread over `range` (finite).
+fn resolvable(range: f64, reg: f64) -> bool {
+    range.is_finite() && reg >= MIN_RELATIVE_REG * range
+}
+
 /// Admissible range of the row/column sums `K v`, `K^T u` before a log-domain step.
 const SUM_LO: f64 = 1e-50;
 const SUM_HI: f64 = 1e50;
@@ -516,6 +535,9 @@ fn solve<T>(
             (lo.min(x), hi.max(x))
         });
     let reg = params.reg;
+    if !resolvable(cmax - cmin, reg) {
+        return UNRESOLVABLE;
+    }
     let mut eps = start_eps(cmax - cmin, reg);
     for buf in [&mut *f, &mut *u, &mut *s] {
         buf.clear();
@@ -615,6 +637,9 @@ fn solve_symmetric<T>(
     let c = &cost[..];
     let cmax = c.iter().copied().fold(0.0f64, f64::max);
     let reg = params.reg;
+    if !resolvable(cmax, reg) {
+        return UNRESOLVABLE;
+    }
     let mut eps = start_eps(cmax, reg);
     for buf in [&mut *f, &mut *u, &mut *s] {
         buf.clear();
@@ -724,7 +749,8 @@ fn self_terms<T: Real>(
 #[allow(clippy::float_cmp)] // p = 1 and p = 2 are special-cased exactly
 fn finish(ab: Solution, selves: Option<(Solution, Solution)>, p: f64) -> SinkhornResult {
     let root = |x: f64| {
-        let x = x.max(0.0);
+        // NaN (an unresolvable pair) stays NaN; `f64::max` would turn it into 0.
+        let x = if x.is_nan() { x } else { x.max(0.0) };
         if p == 1.0 {
             x
         } else if p == 2.0 {
@@ -802,6 +828,14 @@ where
     if n_out == 0 {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
     }
+    // Each thread holds a cost matrix and a kernel of the largest pair: checked up front,
+    // since an allocation failing inside the parallel loop could only abort.
+    let largest = |c: &CloudsView<'_, T>| (0..c.len()).map(|k| c.size(k)).max().unwrap_or(0);
+    let (n_max, m_max) = (largest(a), b.map_or_else(|| largest(a), largest));
+    let what = format!("cost matrices of {n_max} x {m_max} points (two per thread)");
+    let per_thread = checked_len(n_max, m_max, "A", &what)?;
+    let in_flight = checked_len(per_thread, 2 * exec.threads(), "A", &what)?;
+    drop(try_with_capacity::<f64>(in_flight, "A", &what)?);
     let pa = prepare_all(a, exec)?;
     let pb_owned = match b {
         Some(b) => Some(prepare_all(b, exec)?),
@@ -819,14 +853,16 @@ where
         (None, None)
     };
     let sb_ref = sb.as_deref().or(sa.as_deref());
-    let mut out = vec![
+    let mut out = try_vec(
+        n_out,
         SinkhornResult {
             value: 0.0,
             n_iter: 0,
-            converged: false
-        };
-        n_out
-    ];
+            converged: false,
+        },
+        "B",
+        &format!("{n_out} results"),
+    )?;
     exec.fill(&mut out, CHUNK, |start, slots| {
         let mut ws = Workspace::default();
         for (k, slot) in slots.iter_mut().enumerate() {

@@ -12,13 +12,13 @@
 //! matrix product (see [`crate::quantile`]).
 
 use crate::clouds::{check_same_dim, CloudsView};
-use crate::error::Result;
+use crate::error::{checked_len, try_vec, Result};
 use crate::float::Real;
 use crate::pairs::{check_pairs, condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
 use crate::quantile;
-use crate::wasserstein1d::{check_p, sorted_representation, Cost, Pn, P1, P2};
+use crate::wasserstein1d::{check_p, merge_scaled, sorted_representation, Cost, Pn, P1, P2};
 
 /// Runs `$body` with `$cost` bound to the cost type specialised for `$p`.
 macro_rules! with_cost {
@@ -69,13 +69,20 @@ impl<T: Real> Sorted<T> {
         let n_dirs = proj.len();
         let sizes: Vec<usize> = (0..clouds.len()).map(|c| clouds.size(c)).collect();
         let mut base = Vec::with_capacity(sizes.len() + 1);
+        let what = format!("{n_dirs} sorted projections of the clouds of {name}");
         let mut total = 0usize;
         for &n in &sizes {
             base.push(total);
-            total += n_dirs * (n + 1);
+            total = total
+                .checked_add(checked_len(n_dirs, n + 1, "n_projections", &what)?)
+                .ok_or_else(|| crate::Error::Memory {
+                    name: "n_projections".to_owned(),
+                    what: what.clone(),
+                    bytes: f64::INFINITY,
+                })?;
         }
         base.push(total);
-        let mut data = vec![[T::zero(); 2]; total];
+        let mut data = try_vec(total, [T::zero(); 2], "n_projections", &what)?;
         let uniform: Vec<bool> = (0..clouds.len())
             .map(|c| {
                 let w = clouds.weights(c);
@@ -144,8 +151,44 @@ impl<T: Real> Sorted<T> {
     }
 
     /// `SW_p` between cloud `i` of `self` and cloud `j` of `other`.
+    ///
+    /// A sum of `p`-th powers that overflowed, or that is so small that it may have lost
+    /// digits to underflow (zero included), is recomputed in the scaled form of
+    /// [`Sorted::scaled_distance`].
     pub fn distance<C: Cost<T>>(&self, i: usize, other: &Self, j: usize, cost: C) -> f64 {
-        cost.root(self.pair_sum(i, other, j, cost) / self.n_dirs as f64)
+        let mean = self.pair_sum(i, other, j, cost) / self.n_dirs as f64;
+        if mean.is_finite() && mean >= T::SAFE_MIN {
+            cost.root(mean)
+        } else {
+            self.scaled_distance(i, other, j, cost.p())
+        }
+    }
+
+    /// `SW_p` in a form that neither overflows nor underflows: per direction `W_p^p =
+    /// (2H_l)^p S_l` ([`merge_scaled`]), combined as `SW_p = 2H (Σ_l (H_l/H)^p S_l / L)^(1/p)`
+    /// with `H = max_l H_l`, all in `f64`.
+    pub fn scaled_distance(&self, i: usize, other: &Self, j: usize, p: f64) -> f64 {
+        let (n, m) = (self.sizes[i], other.sizes[j]);
+        let (x, y) = (self.block(i), other.block(j));
+        let (sx, sy) = (n + 1, m + 1);
+        let split = |b: &[[T; 2]]| -> (Vec<T>, Vec<T>) { b.iter().map(|e| (e[1], e[0])).unzip() };
+        let per_dir: Vec<(f64, f64)> = (0..self.n_dirs)
+            .map(|l| {
+                let (xv, xc) = split(&x[l * sx..(l + 1) * sx]);
+                let (yv, yc) = split(&y[l * sy..(l + 1) * sy]);
+                merge_scaled(p, &xv, &xc, &yv, &yc)
+            })
+            .collect();
+        let h = per_dir.iter().fold(0.0f64, |acc, &(hl, _)| acc.max(hl));
+        if h == 0.0 {
+            return 0.0;
+        }
+        let total: f64 = per_dir
+            .iter()
+            .filter(|&&(hl, _)| hl > 0.0)
+            .map(|&(hl, sl)| (hl / h).powf(p) * sl)
+            .sum();
+        2.0 * h * (total / self.n_dirs as f64).powf(1.0 / p)
     }
 }
 
@@ -207,7 +250,10 @@ impl<T: Real> Lane<T> {
         let [a, xv] = x[self.i];
         let [b, yv] = y[self.j];
         let t = if a < b { a } else { b };
-        self.acc = self.acc + (t - self.prev) * cost.eval(xv - yv);
+        let dt = t - self.prev;
+        // A step of zero mass adds nothing, even where |x - y|^p is not finite.
+        let term = cost.eval(xv - yv);
+        self.acc = self.acc + if dt > T::zero() { dt * term } else { T::zero() };
         self.prev = t;
         let adv = usize::from(a <= b);
         self.i += adv;
@@ -306,7 +352,8 @@ pub fn cdist<T: Real>(
     }
     let sa = Sorted::new(a, "A", proj, exec)?;
     let sb = Sorted::new(b, "B", proj, exec)?;
-    let mut out = vec![0.0f64; na * nb];
+    let what = format!("a {na} x {nb} distance matrix");
+    let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
     with_cost!(T, p, |cost| {
         exec.fill(&mut out, TILE_ROWS * nb, |start, rows| {
             let i0 = start / nb;
@@ -343,7 +390,7 @@ pub fn pdist<T: Real>(
         }
     }
     let sa = Sorted::new(a, "A", proj, exec)?;
-    let mut out = vec![0.0f64; total];
+    let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
     with_cost!(T, p, |cost| {
         let rows = condensed_rows(&mut out, n, TILE_ROWS);
         exec.each(rows, |_, (i0, piece)| {
@@ -379,7 +426,8 @@ pub fn pairs<T: Real>(
     let (sub_b, map_b) = used(pairs, 1, b.len());
     let sa = Sorted::new_subset(a, "A", &sub_a, proj, exec)?;
     let sb = Sorted::new_subset(b, "B", &sub_b, proj, exec)?;
-    let mut out = vec![0.0f64; pairs.len() / 2];
+    let k = pairs.len() / 2;
+    let mut out = try_vec(k, 0.0f64, "pairs", &format!("{k} distances"))?;
     with_cost!(T, p, |cost| {
         exec.fill(&mut out, 64, |start, piece| {
             for (k, v) in piece.iter_mut().enumerate() {
@@ -563,6 +611,27 @@ mod tests {
             let base = dist(&x, &w);
             let moved = dist(&xr, &wr);
             prop_assert!((base - moved).abs() <= 1e-7 * (1.0 + base), "{} vs {}", base, moved);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn scaled_form_matches_plain_form(
+            (x, w) in cloud_strategy(3),
+            (y, v) in cloud_strategy(3),
+            p in prop::sample::select(vec![1.0f64, 2.0, 3.5]),
+        ) {
+            let d = 3;
+            let proj = random_directions(d, 6, 5).unwrap();
+            let pr = Projections::new(&proj, d, 6).unwrap();
+            let ex = Executor::sequential();
+            let (ox, oy) = ([0, w.len() as i64], [0, v.len() as i64]);
+            let a = CloudsView::new("A", &x, d, &w, &ox).unwrap();
+            let b = CloudsView::new("B", &y, d, &v, &oy).unwrap();
+            let (sa, sb) = (Sorted::new(&a, "A", &pr, &ex).unwrap(), Sorted::new(&b, "B", &pr, &ex).unwrap());
+            let plain = cdist(&a, &b, &pr, p, &ex).unwrap()[0];
+            let scaled = sa.scaled_distance(0, &sb, 0, p);
+            prop_assert!((plain - scaled).abs() <= 1e-9 * (1.0 + plain), "{} vs {}", plain, scaled);
         }
     }
 

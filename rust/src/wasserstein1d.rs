@@ -17,6 +17,8 @@ pub trait Cost<T>: Copy + Send + Sync {
     fn eval(self, d: T) -> T;
     /// `x^(1/p)`, the final root of a `p`-Wasserstein distance.
     fn root(self, x: f64) -> f64;
+    /// The order `p`.
+    fn p(self) -> f64;
 }
 
 /// `p = 1`.
@@ -37,6 +39,9 @@ impl<T: Real> Cost<T> for P1 {
     fn root(self, x: f64) -> f64 {
         x
     }
+    fn p(self) -> f64 {
+        1.0
+    }
 }
 
 impl<T: Real> Cost<T> for P2 {
@@ -47,6 +52,9 @@ impl<T: Real> Cost<T> for P2 {
     fn root(self, x: f64) -> f64 {
         x.sqrt()
     }
+    fn p(self) -> f64 {
+        2.0
+    }
 }
 
 impl<T: Real> Cost<T> for Pn<T> {
@@ -56,6 +64,9 @@ impl<T: Real> Cost<T> for Pn<T> {
     }
     fn root(self, x: f64) -> f64 {
         x.powf(1.0 / self.0.to_f64())
+    }
+    fn p(self) -> f64 {
+        self.0.to_f64()
     }
 }
 
@@ -107,13 +118,51 @@ pub fn merge_wpp<T: Real, C: Cost<T>>(cost: C, x: &[T], cx: &[T], y: &[T], cy: &
         let a = cx[i];
         let b = cy[j];
         let t = if a < b { a } else { b };
-        acc += ((t - prev) * cost.eval(x[i] - y[j])).to_f64();
+        let dt = t - prev;
+        // A step of zero mass adds nothing, even where |x - y|^p is not finite.
+        if dt > T::zero() {
+            acc += (dt * cost.eval(x[i] - y[j])).to_f64();
+        }
         prev = t;
         let adv = usize::from(a <= b);
         i += adv;
         j += 1 - adv;
     }
     acc
+}
+
+/// `W_p^p` between two samples in sorted representation in a scaled form that neither
+/// overflows nor underflows: `(H, S)` with `W_p^p = (2H)^p S`, where `H` is the largest
+/// `|x/2 − y/2|` over the steps of positive mass and `S = Σ Δt (|x/2 − y/2| / H)^p <= 1`
+/// (accumulated in `f64`). Halved values keep `H` finite even for samples near `±f64::MAX`.
+pub(crate) fn merge_scaled<T: Real>(p: f64, x: &[T], cx: &[T], y: &[T], cy: &[T]) -> (f64, f64) {
+    let n = x.len() - 1;
+    let m = y.len() - 1;
+    let steps = n + m - 1;
+    let walk = |f: &mut dyn FnMut(f64, f64)| {
+        let (mut i, mut j) = (0usize, 0usize);
+        let mut prev = T::zero();
+        for _ in 0..steps {
+            let (a, b) = (cx[i], cy[j]);
+            let t = if a < b { a } else { b };
+            let dt = t - prev;
+            if dt > T::zero() {
+                f(dt.to_f64(), 0.5 * x[i].to_f64() - 0.5 * y[j].to_f64());
+            }
+            prev = t;
+            let adv = usize::from(a <= b);
+            i += adv;
+            j += 1 - adv;
+        }
+    };
+    let mut half_max = 0.0f64;
+    walk(&mut |_, d| half_max = half_max.max(d.abs()));
+    if half_max == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mut s = 0.0f64;
+    walk(&mut |dt, d| s += dt * (d.abs() / half_max).powf(p));
+    (half_max, s)
 }
 
 /// `W_p^p` between two weighted samples on the line (exact).
@@ -161,12 +210,48 @@ pub fn wasserstein_1d_pow<T: Real>(
     }
     let (x, cx) = prep("u", u, u_weights)?;
     let (y, cy) = prep("v", v, v_weights)?;
-    Ok(if p == 1.0 {
+    let direct = if p == 1.0 {
         merge_wpp(P1, &x, &cx, &y, &cy)
     } else if p == 2.0 {
         merge_wpp(P2, &x, &cx, &y, &cy)
     } else {
         merge_wpp(Pn(T::from_f64(p)), &x, &cx, &y, &cy)
+    };
+    if direct.is_finite() && (direct >= T::SAFE_MIN) {
+        return Ok(direct);
+    }
+    // Overflow, or underflow (also a zero that may be one): W_p^p = (2M)^p S.
+    let (half_max, s) = merge_scaled(p, &x, &cx, &y, &cy);
+    if half_max == 0.0 {
+        return Ok(0.0);
+    }
+    let log2 = p * (half_max.log2() + 1.0) + s.log2();
+    if log2 < -1074.0 {
+        return Err(Error::arg(
+            "p",
+            format!(
+                "W_p^p = 2^{log2:.0} is below the float64 range (the smallest positive float64 \
+                 is about 4.9e-324 = 2^-1074): rescale the values or use a smaller p \
+                 (W_p = {:e})",
+                2.0 * half_max * s.powf(1.0 / p)
+            ),
+        ));
+    }
+    if log2 >= 1024.0 {
+        return Err(Error::arg(
+            "p",
+            format!(
+                "W_p^p = 2^{log2:.0} is beyond the float64 range (about 1.8e308 = 2^1024): \
+                 rescale the values or use a smaller p (W_p = {:e})",
+                2.0 * half_max * s.powf(1.0 / p)
+            ),
+        ));
+    }
+    let value = (2.0 * half_max).powf(p) * s;
+    Ok(if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        log2.exp2()
     })
 }
 
@@ -219,6 +304,25 @@ mod tests {
         assert!(wasserstein_1d_pow::<f64>(&[], &[1.0], None, None, 1.0).is_err());
         assert!(wasserstein_1d_pow(&[1.0f64], &[1.0], None, None, 0.5).is_err());
         assert!(wasserstein_1d_pow(&[1.0f64], &[1.0], Some(&[-1.0]), None, 1.0).is_err());
+    }
+
+    #[test]
+    fn extreme_values_are_exact_or_refused() {
+        let big = [-1.7e308f64, 1.7e308];
+        assert_eq!(
+            wasserstein_1d_pow(&big, &big, None, None, 1.0).unwrap(),
+            0.0
+        );
+        assert_eq!(
+            wasserstein_1d_pow(&big, &big, None, None, 2.0).unwrap(),
+            0.0
+        );
+        let tiny = wasserstein_1d_pow(&[1e-200f64], &[3e-200], None, None, 1.0).unwrap();
+        assert!((tiny - 2e-200).abs() < 1e-212);
+        let w = wasserstein_1d_pow(&[0.0f64, 1.0], &[0.5, 3.0], None, None, 1000.0).unwrap();
+        assert!((w / (0.5 * 2f64.powi(1000)) - 1.0).abs() < 1e-12, "{w}");
+        assert!(wasserstein_1d_pow(&[1e200f64], &[-1e200], None, None, 2.0).is_err());
+        assert!(wasserstein_1d_pow(&[1e-200f64], &[2e-200], None, None, 2.0).is_err());
     }
 
     proptest! {

@@ -1,7 +1,8 @@
 """Argument checks and input normalisation shared by every public function.
 
 One policy: an argument of the wrong type raises ``TypeError``, a value out of range raises
-``ValueError``; both messages start with the argument's name.
+``ValueError``, an integer too large for the native type the core takes raises
+``OverflowError``; every message starts with the argument's name.
 
 The Python layer is lenient (lists, integer arrays, strided arrays, torch CPU tensors through
 ``np.asarray``) and hands the Rust core exactly what it accepts: C-contiguous ``float32`` or
@@ -21,14 +22,47 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
+#: Largest integer any count or size argument may take (the core's native ``int64``/``usize``).
+MAX_NATIVE_INT = 2**63 - 1
+
+
+def _max_threads() -> int:
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+#: Cap on ``n_threads``: four threads per core, and at least 64 (more threads than cores is
+#: allowed up to this small multiple; beyond it a call would only spend its time spawning).
+MAX_THREADS = _max_threads()
+
+
+def as_array(x: Any, name: str) -> np.ndarray[Any, Any]:
+    """``np.asarray(x)``, with numpy's errors for ragged or unconvertible input naming ``name``."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except ValueError as e:
+        reason = str(e).split(". ")[0].split("\n")[0]
+        raise ValueError(
+            f"{name}: cannot be read as a rectangular numeric array ({reason}); a ragged list "
+            "(rows of different lengths) is not an array"
+        ) from None
+
 
 def float_array(x: Any, name: str, ndim: int | None = None, dtype: Any = None) -> FloatArray:
     """Return ``x`` as a C-contiguous float32 or float64 array.
 
     float32 and float64 are kept as given; integers, booleans and float16 become float64
-    (float16 becomes float32). Complex, object and string arrays raise ``TypeError``.
+    (float16 becomes float32). Complex, object and string arrays raise ``TypeError``; a
+    0-d array (a scalar) or a ragged list raises ``ValueError`` (a scalar is never promoted
+    to a 1-D array).
     """
-    arr = np.asarray(x)
+    arr = as_array(x, name)
+    if arr.ndim == 0:
+        need = "" if ndim is None else f", need a {ndim}-D array"
+        raise ValueError(f"{name}: expected an array, got a scalar (0-d array{need})")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name}: complex arrays are not supported (got dtype {arr.dtype})")
@@ -47,7 +81,9 @@ def float_array(x: Any, name: str, ndim: int | None = None, dtype: Any = None) -
 
 def index_array(x: Any, name: str, ndim: int) -> npt.NDArray[np.int64]:
     """Return ``x`` as a C-contiguous int64 array of rank ``ndim``."""
-    arr = np.asarray(x)
+    arr = as_array(x, name)
+    if arr.ndim != ndim and not (arr.size == 0 and ndim > arr.ndim):
+        raise ValueError(f"{name}: expected a {ndim}-D integer array, got shape {arr.shape}")
     if arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "biu":
@@ -70,21 +106,41 @@ def check_p(p: float) -> float:
     return p
 
 
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Validate an integer argument that must be at least ``minimum``."""
+def check_positive_int(
+    value: Any, name: str, minimum: int = 1, maximum: int = MAX_NATIVE_INT
+) -> int:
+    """Validate an integer argument that must be at least ``minimum``.
+
+    Raises ``OverflowError`` naming the argument when it does not fit in ``maximum``
+    (by default the 64-bit native integer of the core, ``2**63 - 1``).
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     out = int(value)
     if out < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {out}")
+    if out > maximum:
+        raise OverflowError(f"{name}: {out} is too large, must be <= {maximum}")
     return out
 
 
 def check_n_threads(n_threads: int | None) -> int | None:
-    """Validate ``n_threads`` (``None`` means every core, or ``RAYON_NUM_THREADS``)."""
+    """Validate ``n_threads`` (``None`` means every core, or ``RAYON_NUM_THREADS``).
+
+    At most :data:`MAX_THREADS` (four per core, at least 64); more raises ``ValueError``.
+    """
     if n_threads is None:
         return None
-    return check_positive_int(n_threads, "n_threads")
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads: expected an integer or None, got {type(n_threads).__name__}")
+    out = int(n_threads)
+    if out < 1:
+        raise ValueError(f"n_threads: must be >= 1 or None, got {out}")
+    if out > MAX_THREADS:
+        raise ValueError(
+            f"n_threads: at most {MAX_THREADS} threads (4 x os.cpu_count(), at least 64), got {out}"
+        )
+    return out
 
 
 def resolve_seed(seed: int | np.random.Generator | None) -> int:
@@ -100,7 +156,7 @@ def resolve_seed(seed: int | np.random.Generator | None) -> int:
         raise TypeError(f"seed: expected an int, a numpy Generator or None, got {type(seed)}")
     seed = int(seed)
     if not -(2**63) <= seed < 2**64:
-        raise ValueError(f"seed: must fit in 64 bits, got {seed}")
+        raise OverflowError(f"seed: must fit in 64 bits (-2**63 <= seed < 2**64), got {seed}")
     return seed % 2**64
 
 

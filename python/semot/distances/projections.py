@@ -18,10 +18,13 @@ import numpy.typing as npt
 
 from semot import _core
 from semot._utils.checks import FloatArray, check_positive_int, float_array, resolve_seed
+from semot._utils.memory import check_memory
 from semot.clouds import PointClouds
 
 __all__ = [
     "MAX_DEFAULT_QUANTILES",
+    "check_directions_memory",
+    "check_sliced_memory",
     "random_projections",
     "resolve_n_quantiles",
     "resolve_projections",
@@ -56,7 +59,20 @@ def random_projections(
     """
     d = check_positive_int(d, "d")
     n_projections = check_positive_int(n_projections, "n_projections")
+    check_directions_memory(d, n_projections)
     return _core.random_projections(d, n_projections, resolve_seed(seed))
+
+
+def check_directions_memory(d: int, n_projections: int) -> None:
+    """``MemoryError`` naming ``n_projections`` when ``(d, L)`` directions cannot fit.
+
+    Drawing them takes two float64 ``(d, L)`` buffers (the normals and the directions).
+    """
+    check_memory(
+        2.0 * 8 * d * n_projections,
+        "n_projections",
+        f"{n_projections} projections of d={d}",
+    )
 
 
 def resolve_projections(
@@ -87,6 +103,7 @@ def resolve_projections(
     """
     if projections is None:
         n_projections = check_positive_int(n_projections, "n_projections")
+        check_directions_memory(dim, n_projections)
         proj: FloatArray = _core.random_projections(dim, n_projections, resolve_seed(seed))
     else:
         proj = float_array(projections, "projections")
@@ -115,3 +132,39 @@ def resolve_n_quantiles(n_quantiles: int | None, *sets: PointClouds) -> int:
     if n_quantiles is None:
         return int(min(max(int(s.sizes.max()) for s in sets), MAX_DEFAULT_QUANTILES))
     return check_positive_int(n_quantiles, "n_quantiles")
+
+
+def check_sliced_memory(
+    sets: tuple[PointClouds, ...],
+    n_projections: int,
+    n_out: int,
+    n_quantiles: int | None = None,
+) -> None:
+    """``MemoryError`` before a sliced call whose buffers cannot fit.
+
+    ``sets`` are the clouds the call prepares, ``n_projections`` the number of directions,
+    ``n_out`` the number of distances returned; ``n_quantiles`` is given for the quantile
+    path. The exact path holds every cloud projected and sorted (``L (T + N)`` pairs of the
+    points' dtype per set), the quantile path the embeddings (``N L Q`` values per set).
+    """
+    item = sets[0].dtype.itemsize
+    out = 8.0 * n_out
+    if n_quantiles is None:
+        sorted_bytes = sum(2.0 * item * n_projections * (c.n_points + len(c)) for c in sets)
+        if sorted_bytes >= out:
+            check_memory(
+                sorted_bytes + out,
+                "n_projections",
+                f"{n_projections} sorted projections of {sum(c.n_points for c in sets)} points",
+            )
+        check_memory(sorted_bytes + out, "A", f"{n_out} distances")
+        return
+    emb = sum(float(item) * len(c) * n_projections * n_quantiles for c in sets)
+    if emb >= out:
+        check_memory(
+            emb + out,
+            "n_quantiles",
+            f"embeddings of {sum(len(c) for c in sets)} clouds with {n_projections} x "
+            f"{n_quantiles} quantiles",
+        )
+    check_memory(emb + out, "A", f"{n_out} distances")

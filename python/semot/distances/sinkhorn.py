@@ -43,6 +43,7 @@ value of the last iterate.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, overload
@@ -58,6 +59,7 @@ from semot._utils.checks import (
     check_positive_int,
     index_array,
 )
+from semot._utils.memory import check_memory
 from semot.clouds import PointClouds, as_clouds, pair_of_clouds, two_sets
 from semot.errors import ConvergenceWarning
 
@@ -133,6 +135,55 @@ def warn_unconverged(
             ConvergenceWarning,
             stacklevel=stacklevel + 1,
         )
+
+
+def check_sinkhorn_memory(a: PointClouds, b: PointClouds, n_out: int, threads: int | None) -> None:
+    """Raise ``MemoryError`` before a Sinkhorn call whose buffers cannot fit.
+
+    The buffers are the results, and a cost matrix and a kernel of the largest pair for each
+    thread.
+    """
+    n_threads = threads or (os.cpu_count() or 1)
+    n_max, m_max = int(a.sizes.max()), int(b.sizes.max())
+    per_thread = 2 * 8.0 * n_max * m_max
+    check_memory(
+        per_thread * n_threads + 13.0 * n_out,
+        "A" if per_thread * n_threads >= 13.0 * n_out else "B",
+        f"cost matrices of {n_max} x {m_max} points on {n_threads} threads and {n_out} results",
+    )
+
+
+def check_resolved(values: npt.NDArray[np.float64], pair_of: Any, reg: float, p: float) -> None:
+    """Raise ``ValueError`` for the pairs the solver refused (NaN values).
+
+    The core gives NaN where ``reg`` is below the float64 resolution of the costs of a pair
+    (``reg < 2.2e-16 * (max C - min C)``) or where the costs ``|x - y|^p`` overflow float64;
+    ``pair_of(k)`` gives the ``(x, y)`` points of flat index ``k`` for the message.
+    """
+    bad = np.isnan(values.ravel())
+    if not bad.any():
+        return
+    k = int(np.argmax(bad))
+    x, y = pair_of(k)
+    with np.errstate(over="ignore"):
+        diff = x.astype(np.float64)[:, None, :] - y.astype(np.float64)[None, :, :]
+        cost = np.sqrt(np.sum(diff**2, axis=-1)) ** p
+    spread = float(cost.max() - cost.min())
+    where = f"{int(bad.sum())} of {bad.size} problem(s), the first at flat index {k}"
+    if not np.isfinite(spread):
+        raise ValueError(
+            f"p: the costs |x - y|^p = {float(np.sqrt(np.sum(diff**2, axis=-1)).max()):.3g}^{p:g} "
+            f"exceed the float64 range (1.8e308) in {where}; use a smaller p or rescale the points"
+        )
+    raise ValueError(
+        f"reg: {reg:g} is below what float64 resolves against costs spread over {spread:.3g} "
+        f"in {where}: need reg >= {_RELATIVE_REG:.2g} x the cost spread = "
+        f"{_RELATIVE_REG * spread:.3g}"
+    )
+
+
+#: The core's smallest ``reg`` relative to a pair's cost spread (float64 machine epsilon).
+_RELATIVE_REG = float(np.finfo(np.float64).eps)
 
 
 def _warn(converged: npt.NDArray[np.bool_], max_iter: int, tol: float) -> None:
@@ -262,9 +313,11 @@ def sinkhorn_distance(
     """
     prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     cx, cy = pair_of_clouds(x, y, a, b)
+    check_sinkhorn_memory(cx, cy, 1, 1)
     values, n_iter, conv = _core.sinkhorn_cdist(
         *_csr(cx), *_csr(cy), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, 1
     )
+    check_resolved(values, lambda k: (cx.points, cy.points), prm.reg, prm.p)
     _warn(conv, prm.max_iter, prm.tol)
     value = float(values[0, 0])
     if return_info:
@@ -340,9 +393,12 @@ def sinkhorn_cdist(
     prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
     ca, cb = two_sets(A, B)
+    check_sinkhorn_memory(ca, cb, len(ca) * len(cb), threads)
     values, n_iter, conv = _core.sinkhorn_cdist(
         *_csr(ca), *_csr(cb), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
     )
+    nb = len(cb)
+    check_resolved(values, lambda k: (ca[k // nb][0], cb[k % nb][0]), prm.reg, prm.p)
     return _finish(values, n_iter, conv, prm.max_iter, prm.tol, return_info)
 
 
@@ -399,9 +455,14 @@ def sinkhorn_pdist(
     prm = check_sinkhorn_params(reg, p, max_iter, tol, debiased)
     threads = check_n_threads(n_threads)
     ca = as_clouds(A, "A")
+    n = len(ca)
+    check_sinkhorn_memory(ca, ca, n * (n - 1) // 2, threads)
     values, n_iter, conv = _core.sinkhorn_pdist(
         *_csr(ca), prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
     )
+    if np.isnan(values).any():
+        rows, cols = np.triu_indices(n, 1)
+        check_resolved(values, lambda k: (ca[rows[k]][0], ca[cols[k]][0]), prm.reg, prm.p)
     return _finish(values, n_iter, conv, prm.max_iter, prm.tol, return_info)
 
 
@@ -463,7 +524,9 @@ def sinkhorn_pairs(
     idx = index_array(pairs, "pairs", 2)
     if idx.shape[1] != 2:
         raise ValueError(f"pairs: expected shape (K, 2), got {idx.shape}")
+    check_sinkhorn_memory(ca, cb, idx.shape[0], threads)
     values, n_iter, conv = _core.sinkhorn_pairs(
         *_csr(ca), *_csr(cb), idx, prm.reg, prm.p, prm.max_iter, prm.tol, prm.debiased, threads
     )
+    check_resolved(values, lambda k: (ca[idx[k, 0]][0], cb[idx[k, 1]][0]), prm.reg, prm.p)
     return _finish(values, n_iter, conv, prm.max_iter, prm.tol, return_info)

@@ -20,15 +20,24 @@ are drawn once per call, so all pairs of a bulk call share them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from semot import _core
-from semot._utils.checks import FloatArray, check_n_threads, check_p, float_array, index_array
+from semot._utils.checks import (
+    FloatArray,
+    as_array,
+    check_n_threads,
+    check_p,
+    float_array,
+    index_array,
+)
 from semot.clouds import PointClouds, as_clouds, pair_of_clouds, two_sets
 from semot.distances.projections import (
+    check_sliced_memory,
     random_projections,
     resolve_n_quantiles,
     resolve_projections,
@@ -52,6 +61,53 @@ def check_method(method: str) -> Method:
     if method not in ("exact", "quantile"):
         raise ValueError(f"method: must be 'exact' or 'quantile', got {method!r}")
     return method  # type: ignore[return-value]
+
+
+def prescale(
+    sets: tuple[PointClouds, ...], proj: FloatArray
+) -> tuple[tuple[PointClouds, ...], int]:
+    """Bring points whose projections would leave the range of their dtype back into it.
+
+    Returns the sets (scaled by ``2**-k``, an exact operation, only when needed: the
+    projections ``<x, theta>`` of the points could overflow, or their coordinates are so
+    small that they are subnormal) and ``k``; every sliced distance of the scaled points is
+    ``2**-k`` times the distance of the original ones. ``k = 0`` (nothing copied) for any
+    ordinary input.
+    """
+    info = np.finfo(sets[0].dtype)
+    # max and -min instead of abs: no temporary copy of the points.
+    biggest = max(max(float(c.points.max()), -float(c.points.min())) for c in sets)
+    if biggest == 0.0:
+        return sets, 0
+    col = float(np.max(np.sqrt(np.sum(np.square(proj.astype(np.float64)), axis=0))))
+    log_bound = math.log2(biggest) + math.log2(col) + 0.5 * math.log2(sets[0].dim)
+    if info.minexp + info.nmant + 2 < math.log2(biggest) and log_bound < info.maxexp - 4:
+        return sets, 0
+    k = math.ceil(log_bound)
+    scaled = tuple(
+        PointClouds.from_csr_unchecked(
+            np.ldexp(c.points, -k).astype(c.dtype, copy=False), c.weights, c.offsets
+        )
+        for c in sets
+    )
+    return scaled, k
+
+
+_Array = TypeVar("_Array", bound="np.ndarray[Any, Any]")
+
+
+def unscale(out: _Array, k: int, name: str) -> _Array:
+    """Multiply the distances of scaled points by ``2**k``; refuse results beyond float64."""
+    if k:
+        with np.errstate(over="ignore"):
+            out = cast("_Array", np.ldexp(out, k).astype(out.dtype, copy=False))
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"{name}: the distances exceed the range of {np.asarray(out).dtype} "
+            f"(largest finite value {np.finfo(np.asarray(out).dtype).max:.3g}); "
+            "rescale the points"
+        )
+    return out
 
 
 def sliced_wasserstein_distance(
@@ -98,10 +154,12 @@ def sliced_wasserstein_distance(
     cx, cy = pair_of_clouds(x, y, a, b)
     p = check_p(p)
     proj = resolve_projections(cx.dim, cx.dtype, n_projections, seed, projections)
+    check_sliced_memory((cx, cy), proj.shape[1], 1)
+    (cx, cy), k = prescale((cx, cy), proj)
     out = _core.sw_cdist(
         cx.points, cx.weights, cx.offsets, cy.points, cy.weights, cy.offsets, proj, p, 1
     )
-    return float(out[0, 0])
+    return float(unscale(out, k, "x, y")[0, 0])
 
 
 def sliced_wasserstein_cdist(
@@ -152,15 +210,20 @@ def sliced_wasserstein_cdist(
     m = check_method(method)
     n_threads = check_n_threads(n_threads)
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    if m == "quantile":
-        q = resolve_n_quantiles(n_quantiles, ca, cb)
-        return _core.quantile_cdist(
+    q = resolve_n_quantiles(n_quantiles, ca, cb) if m == "quantile" else None
+    check_sliced_memory((ca, cb), proj.shape[1], len(ca) * len(cb), q)
+    (ca, cb), k = prescale((ca, cb), proj)
+    if q is not None:
+        out = _core.quantile_cdist(
             ca.points, ca.weights, ca.offsets, cb.points, cb.weights, cb.offsets,
             proj, q, p, n_threads,
         )  # fmt: skip
-    return _core.sw_cdist(
-        ca.points, ca.weights, ca.offsets, cb.points, cb.weights, cb.offsets, proj, p, n_threads
-    )
+    else:
+        out = _core.sw_cdist(
+            ca.points, ca.weights, ca.offsets, cb.points, cb.weights, cb.offsets,
+            proj, p, n_threads,
+        )  # fmt: skip
+    return unscale(out, k, "A, B")
 
 
 def sliced_wasserstein_pdist(
@@ -185,10 +248,14 @@ def sliced_wasserstein_pdist(
     m = check_method(method)
     n_threads = check_n_threads(n_threads)
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    if m == "quantile":
-        q = resolve_n_quantiles(n_quantiles, ca)
-        return _core.quantile_pdist(ca.points, ca.weights, ca.offsets, proj, q, p, n_threads)
-    return _core.sw_pdist(ca.points, ca.weights, ca.offsets, proj, p, n_threads)
+    q = resolve_n_quantiles(n_quantiles, ca) if m == "quantile" else None
+    check_sliced_memory((ca,), proj.shape[1], len(ca) * (len(ca) - 1) // 2, q)
+    (ca,), k = prescale((ca,), proj)
+    if q is not None:
+        out = _core.quantile_pdist(ca.points, ca.weights, ca.offsets, proj, q, p, n_threads)
+    else:
+        out = _core.sw_pdist(ca.points, ca.weights, ca.offsets, proj, p, n_threads)
+    return unscale(out, k, "A")
 
 
 def sliced_wasserstein_pairs(
@@ -221,7 +288,11 @@ def sliced_wasserstein_pairs(
     p = check_p(p)
     m = check_method(method)
     n_threads = check_n_threads(n_threads)
-    idx = index_array(pairs, "pairs", 2) if np.asarray(pairs).size else np.zeros((0, 2), np.int64)
+    idx = (
+        index_array(pairs, "pairs", 2)
+        if as_array(pairs, "pairs").size
+        else np.zeros((0, 2), np.int64)
+    )
     if idx.shape[1] != 2:
         raise ValueError(f"pairs: expected shape (K, 2), got {idx.shape}")
     for side, (n, name) in enumerate(((len(ca), "A"), (len(cb), "B"))):
@@ -233,8 +304,10 @@ def sliced_wasserstein_pairs(
                 f"pairs: pairs[{k}, {side}] = {col[k]} is out of range for {n} clouds of {name}"
             )
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    if m == "quantile":
-        q = resolve_n_quantiles(n_quantiles, ca, cb)
+    q = resolve_n_quantiles(n_quantiles, ca, cb) if m == "quantile" else None
+    check_sliced_memory((ca, cb), proj.shape[1], idx.shape[0], q)
+    (ca, cb), k = prescale((ca, cb), proj)
+    if q is not None:
         ua, ia = np.unique(idx[:, 0], return_inverse=True)
         ub, ib = np.unique(idx[:, 1], return_inverse=True)
         if idx.shape[0] == 0:
@@ -244,12 +317,30 @@ def sliced_wasserstein_pairs(
         out = np.empty(idx.shape[0])
         for s in range(0, idx.shape[0], 4096):
             diff = ea[ia[s : s + 4096]].astype(np.float64) - eb[ib[s : s + 4096]]
-            out[s : s + 4096] = np.sum(np.abs(diff) ** p, axis=1) ** (1.0 / p)
-        return out
-    return _core.sw_pairs(
+            out[s : s + 4096] = minkowski_rows(diff, p)
+        return unscale(out, k, "A, B")
+    out = _core.sw_pairs(
         ca.points, ca.weights, ca.offsets, cb.points, cb.weights, cb.offsets,
         idx, proj, p, n_threads,
     )  # fmt: skip
+    return unscale(out, k, "A, B")
+
+
+def minkowski_rows(diff: npt.NDArray[np.float64], p: float) -> npt.NDArray[np.float64]:
+    """Return ``(sum |diff|^p)^(1/p)`` per row.
+
+    Rows whose plain sum overflows or underflows are redone scaled by their largest entry.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        plain = np.sum(np.abs(diff) ** p, axis=1)
+        out: npt.NDArray[np.float64] = plain ** (1.0 / p)
+        bad = ~np.isfinite(plain) | (plain < np.finfo(np.float64).tiny * 2.0**53)
+        if bad.any():
+            half = np.abs(diff[bad] * 0.5)
+            h = np.max(half, axis=1, keepdims=True)
+            safe = np.where(h > 0, h, 1.0)
+            out[bad] = 2.0 * h[:, 0] * np.sum((half / safe) ** p, axis=1) ** (1.0 / p)
+    return out
 
 
 def _embed(c: PointClouds, proj: FloatArray, q: int, p: float, n_threads: int | None) -> FloatArray:
@@ -297,7 +388,10 @@ def sliced_quantile_embedding(
     p = check_p(p)
     n_threads = check_n_threads(n_threads)
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
-    return _embed(ca, proj, resolve_n_quantiles(n_quantiles, ca), p, n_threads)
+    q = resolve_n_quantiles(n_quantiles, ca)
+    check_sliced_memory((ca,), proj.shape[1], 0, q)
+    (ca,), k = prescale((ca,), proj)
+    return unscale(_embed(ca, proj, q, p, n_threads), k, "A")
 
 
 def wasserstein_1d(

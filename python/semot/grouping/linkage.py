@@ -15,7 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 from semot import _core
-from semot._utils.checks import check_n_threads, check_positive_int, float_array, index_array
+from semot._utils.checks import (
+    as_array,
+    check_n_threads,
+    check_positive_int,
+    float_array,
+    index_array,
+)
+from semot._utils.memory import check_memory
 
 __all__ = ["MergeTree", "connected_components", "merge_by_threshold", "single_linkage"]
 
@@ -24,7 +31,7 @@ IntArray = npt.NDArray[np.int64]
 
 def _pairs(x: Any, name: str) -> IntArray:
     """Return ``x`` as a C-contiguous ``(K, 2)`` int64 array (empty input gives ``(0, 2)``)."""
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.size == 0:
         arr = arr.reshape(0, 2)
     out = index_array(arr, name, 2)
@@ -72,7 +79,10 @@ def connected_components(n: int, edges: Any) -> IntArray:
     [0, 1, 2, 1, 0]
     """
     n = check_positive_int(n, "n", minimum=0)
-    return _core.connected_components(n, _pairs(edges, "edges"))
+    edge_list = _pairs(edges, "edges")
+    # Labels, the union-find (parent and size) and the label of each root: 8 bytes each.
+    check_memory(4 * 8.0 * n, "n", f"labels of {n} nodes")
+    return _core.connected_components(n, edge_list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,6 +262,8 @@ def single_linkage(n: int, pairs: Any, distances: Any) -> MergeTree:
     n = check_positive_int(n, "n")
     p = _pairs(pairs, "pairs")
     d = np.asarray(float_array(distances, "distances", ndim=1), dtype=np.float64)
+    # Union-find, cluster ids and the merges (at most one per pair, 4 float64 each).
+    check_memory(8.0 * (3 * n + 4 * min(n, p.shape[0])), "n", f"a merge tree of {n} points")
     merges = _core.single_linkage(n, p, d)
     return MergeTree(n, merges)
 

@@ -7,8 +7,9 @@
 use std::sync::Mutex;
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 
 use crate::clouds::CloudsView;
 use crate::error::Error;
@@ -19,14 +20,56 @@ mod linkage;
 mod sinkhorn;
 mod sliced;
 
-/// Maps the core error to a Python exception (`ValueError` for every invalid input).
+/// Maps the core error to a Python exception: `ValueError` for every invalid input,
+/// `MemoryError` for a buffer that cannot be allocated, `semot.errors.InternalError` (a
+/// `RuntimeError`) for the rest.
 pub(crate) fn to_pyerr(err: Error) -> PyErr {
     match err {
         Error::Interrupted => {
             pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted by a signal")
         }
+        Error::Memory { .. } => PyMemoryError::new_err(err.to_string()),
+        Error::Internal(msg) => internal_error(msg),
         other => PyValueError::new_err(other.to_string()),
     }
+}
+
+/// A `semot.errors.InternalError` (or a plain `RuntimeError` if that cannot be imported).
+fn internal_error(msg: String) -> PyErr {
+    Python::attach(|py| {
+        let cls = py
+            .import("semot.errors")
+            .and_then(|m| m.getattr("InternalError"))
+            .ok()
+            .and_then(|c| c.cast_into::<PyType>().ok());
+        match cls {
+            Some(cls) => PyErr::from_type(cls, msg),
+            None => PyRuntimeError::new_err(msg),
+        }
+    })
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    format!("internal error in the semot core (please report it): {text}")
+}
+
+/// Runs `f` with the GIL released and any panic caught: a panic becomes
+/// [`Error::Internal`], so no `PanicException` ever reaches Python.
+pub(crate) fn detach_guarded<R, F>(py: Python<'_>, f: F) -> crate::Result<R>
+where
+    R: Send,
+    F: FnOnce() -> crate::Result<R> + Send,
+{
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|payload| Err(Error::Internal(panic_message(&*payload))))
+    })
 }
 
 /// Runs `f` with the GIL released on an executor with `n_threads` threads whose interrupt
@@ -50,7 +93,7 @@ where
             }
         })
     };
-    let result = py.detach(|| f(&executor.with_interrupt(&check)));
+    let result = detach_guarded(py, || f(&executor.with_interrupt(&check)));
     match result {
         Ok(r) => Ok(r),
         Err(Error::Interrupted) => Err(pending

@@ -79,7 +79,10 @@ pub(crate) fn random_projections(
     n_projections: usize,
     seed: u64,
 ) -> PyResult<Bound<'_, PyArray2<f64>>> {
-    let v = crate::projections::random_directions(d, n_projections, seed).map_err(to_pyerr)?;
+    let v = super::detach_guarded(py, || {
+        crate::projections::random_directions(d, n_projections, seed)
+    })
+    .map_err(to_pyerr)?;
     reshape(py, v, d, n_projections)
 }
 
@@ -265,8 +268,10 @@ fn w1d_impl<T: Real + numpy::Element>(
     let (u, v) = (sl(u, "u_values")?, sl(v, "v_values")?);
     let uw = uw.map(|w| sl(w, "u_weights")).transpose()?;
     let vw = vw.map(|w| sl(w, "v_weights")).transpose()?;
-    py.detach(|| wasserstein1d::wasserstein_1d_pow(&u, &v, uw.as_deref(), vw.as_deref(), p))
-        .map_err(to_pyerr)
+    super::detach_guarded(py, || {
+        wasserstein1d::wasserstein_1d_pow(&u, &v, uw.as_deref(), vw.as_deref(), p)
+    })
+    .map_err(to_pyerr)
 }
 
 /// `W_p^p` between two weighted samples on the line.
