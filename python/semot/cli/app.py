@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from semot import __version__
 from semot.cli.options import check_output_dir, positive_int
@@ -43,13 +43,23 @@ _USER_ERRORS = (
     OverflowError,
     ImportError,
 )
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line too (and point at ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` and exit with :data:`EXIT_ERROR`."""
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 #: Library argument names whose flag is not the argument's name.
 _ALIASES = {"n_threads": "--threads", "client": "--scheduler"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``semot`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="semot",
         description="Semantic optimal transport between sparse-autoencoder features.",
         epilog=(

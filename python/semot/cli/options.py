@@ -88,19 +88,20 @@ def seconds(text: str) -> float:
 
 
 _ADDRESS = re.compile(
-    r"(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?/?"
+    r"(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})/?"
 )
 
 
 def dask_address(text: str) -> str:
     """Parse, as an argparse type, a Dask scheduler address (``tcp://host:8786``, ``host:8786``).
 
-    Checked for its form only (reaching it is the run's business), so that a malformed
-    address gets one clear message instead of a client that never connects.
+    Checked for its form only (reaching it is the run's business; the port is required, as
+    Dask requires it), so that a malformed address gets one clear message instead of a
+    client that never connects.
     """
     value = text.strip()
     m = _ADDRESS.fullmatch(value)
-    if m is not None and (m["port"] is None or 0 < int(m["port"]) < 65536):
+    if m is not None and 0 < int(m["port"]) < 65536:
         return value
     raise argparse.ArgumentTypeError(
         f"expected a Dask scheduler address such as tcp://host:8786, got {text!r}"
