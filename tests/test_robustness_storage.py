@@ -561,3 +561,31 @@ def test_top_k_checkpoint_blocks_damaged_are_recomputed(client: Any, tmp_path: P
         got = sd.sliced_wasserstein_cdist(A, B, client=client, top_k=3, checkpoint=ckpt, **KW)
     assert np.array_equal(got.indices, want.indices)
     assert np.array_equal(got.distances, want.distances)
+
+
+# ---------------------------------------------------------------- collection checkpoints
+
+
+@pytest.mark.parametrize(
+    ("pointer", "match"),
+    [
+        ("[" * DEEP, "unreadable checkpoint .*nested more than"),
+        (b"\xff\xfe", "unreadable checkpoint"),
+        ('{"state_file": "../../etc/passwd"}', "not a plain file name"),
+        ('{"state_file": "/etc/passwd"}', "not a plain file name"),
+        ('{"state_file": 3}', "not a plain file name"),
+    ],
+)
+def test_a_corrupt_collection_checkpoint_pointer_is_refused(
+    tmp_path: Path, pointer: str | bytes, match: str
+) -> None:
+    from semot.collection.checkpoint import Checkpoint
+
+    ckpt = Checkpoint(tmp_path)
+    ckpt.dir.mkdir()
+    if isinstance(pointer, bytes):
+        ckpt.pointer.write_bytes(pointer)
+    else:
+        ckpt.pointer.write_text(pointer)
+    with pytest.raises(CorruptFileError, match=match):
+        ckpt.read()
