@@ -138,6 +138,18 @@ def test_the_sha256_check_is_lazy_and_verify_false_opts_out(saved: Path) -> None
         trusted.verify()
 
 
+def test_a_loaded_object_pickles_with_its_pending_checks(saved: Path) -> None:
+    import pickle
+
+    back = pickle.loads(pickle.dumps(FeatureDistributions.load(saved)))
+    assert np.array_equal(back.cloud(3)[0], make_fd().cloud(3)[0])
+    shard = saved / "shard-00000.safetensors"
+    flip(shard, tensor_span(shard, "points")[0])
+    damaged = pickle.loads(pickle.dumps(FeatureDistributions.load(saved)))
+    with pytest.raises(CorruptFileError, match="shard-00000"):
+        damaged.cloud(0)
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -4,7 +4,7 @@ Python's ``json`` module recurses once per nested array or object, and so do
 ``copy.deepcopy`` and ``json.dumps`` on what it returns: a file nested a few thousand levels
 deep raises :class:`RecursionError` (a crash, not a format error), and one nested a few
 hundred levels deep loads but cannot be copied. Every reader of a semot file checks the
-depth first with :func:`json_depth_problem` (an iterative scan of the bytes, no recursion)
+depth first with :func:`json_depth_problem` (linear passes over the bytes, no recursion)
 and raises its own format error; :func:`object_depth_problem` does the same for an object
 handed over already parsed.
 """
@@ -19,31 +19,27 @@ __all__ = ["MAX_JSON_DEPTH", "json_depth_problem", "object_depth_problem"]
 
 #: The deepest nesting of arrays and objects semot reads (the top-level value is depth 1).
 MAX_JSON_DEPTH = 100
-#: Bytes scanned at a time (bounds the temporary arrays of the scan).
-_CHUNK = 1 << 24
-
-_QUOTE = 0x22
-#: +1 for "[" and "{", -1 for "]" and "}", 0 for every other byte.
-_STEP = np.zeros(256, np.int32)
-_STEP[[0x5B, 0x7B]] = 1
-_STEP[[0x5D, 0x7D]] = -1
-#: The bytes the scan looks at: brackets and quotes.
-_SPECIAL = _STEP != 0
-_SPECIAL[_QUOTE] = True
+#: Every byte but quotes and brackets: deleted before the scan.
+_NOT_SPECIAL = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+#: +1 for "[" and "{", -1 for "]" and "}".
+_STEP = np.zeros(256, np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
 
 
-def _message(limit: int, where: str = "") -> str:
+def _message(limit: int) -> str:
     return (
-        f"JSON nested more than {limit} levels deep{where}; semot reads at most "
-        f"{limit} levels of arrays and objects"
+        f"JSON nested more than {limit} levels deep; semot reads at most {limit} levels of "
+        "arrays and objects"
     )
 
 
 def json_depth_problem(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
-    """Say where ``text`` nests arrays and objects deeper than ``limit``, or return None.
+    """Say whether ``text`` nests arrays and objects deeper than ``limit`` (None if not).
 
-    Brackets inside strings do not count. The scan is iterative (numpy, chunk by chunk), so
-    it never recurses, whatever the input; it does not validate the JSON otherwise.
+    Brackets inside strings do not count. The scan is a few linear passes (``bytes``
+    methods, one regular expression, one cumulative sum), so it never recurses, whatever
+    the input; it does not validate the JSON otherwise.
 
     Parameters
     ----------
@@ -55,36 +51,24 @@ def json_depth_problem(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> str | 
     Returns
     -------
     str or None
-        A message naming the byte offset where the nesting first exceeds ``limit``.
+        A message saying that the nesting exceeds ``limit``.
     """
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return None
     # Inside a string a backslash always starts a two-byte escape, so once the pairs "\\"
-    # are blanked out, a backslash before a quote marks an escaped quote, not a delimiter.
-    # Blanking keeps byte offsets.
-    raw = raw.replace(b"\\\\", b"  ").replace(b'\\"', b"  ")
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    in_string = False
-    depth = 0
-    for lo in range(0, buf.shape[0], _CHUNK):
-        chunk = buf[lo : lo + _CHUNK]
-        special = np.flatnonzero(_SPECIAL[chunk])
-        if not special.size:
-            continue
-        values = chunk[special]
-        quotes = values == _QUOTE
-        # Number of quotes before each special byte: odd means inside a string.
-        parity = np.cumsum(quotes, dtype=np.int32) - quotes
-        step = _STEP[values]
-        step[((parity & 1) == 1) != in_string] = 0
-        levels = np.cumsum(step, dtype=np.int32)
-        levels += depth
-        over = np.flatnonzero(levels > limit)
-        if over.size:
-            return _message(limit, f" (at byte {lo + int(special[over[0]])})")
-        depth = int(levels[-1])
-        in_string = in_string != bool(int(parity[-1] + quotes[-1]) & 1)
+    # are gone, a backslash before a quote marks an escaped quote, not a delimiter. Then
+    # only quotes and brackets matter: the other bytes are deleted (in C), and a bracket
+    # counts when an even number of quotes comes before it (outside every string).
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    special = np.frombuffer(raw.translate(None, _NOT_SPECIAL), dtype=np.uint8)
+    quotes = special == ord('"')
+    outside = (np.cumsum(quotes, dtype=np.int64) & 1) == 0
+    outside &= ~quotes
+    levels = np.cumsum(_STEP[special[outside]], dtype=np.int64)
+    if levels.size and int(levels.max()) > limit:
+        return _message(limit)
     return None
 
 

@@ -63,7 +63,8 @@ class PendingCheck:
     """A check of the file some blocks live in, run once, before the first read of their data.
 
     ``check`` raises (:class:`~semot.errors.CorruptFileError`) if the file is damaged; it is
-    then run again at the next read, so a damaged file never yields data. Thread-safe.
+    then run again at the next read, so a damaged file never yields data. Thread-safe, and
+    picklable when ``check`` is (a copy keeps whether the check has passed).
     """
 
     __slots__ = ("_check", "_done", "_lock")
@@ -71,6 +72,13 @@ class PendingCheck:
     def __init__(self, check: Callable[[], None]) -> None:
         self._check = check
         self._done = False
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> tuple[Callable[[], None], bool]:
+        return self._check, self._done
+
+    def __setstate__(self, state: tuple[Callable[[], None], bool]) -> None:
+        self._check, self._done = state
         self._lock = threading.Lock()
 
     @property

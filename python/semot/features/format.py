@@ -25,6 +25,7 @@ compares them all at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -378,7 +379,7 @@ def _load_shard(
         check_structure(arrays, base=start, n_tokens=n_tokens)
     except ValueError as e:
         raise bad(str(e)) from None
-    pending = PendingCheck(lambda: check_shard_sha256(file, shard)) if verify else None
+    pending = PendingCheck(functools.partial(check_shard_sha256, file, shard)) if verify else None
     return FeatureBlock(arrays, file, False, pending)
 
 
