@@ -448,7 +448,10 @@ def test_to_clouds_checks_loaded_values(tmp_path: Path, rng: np.random.Generator
     manifest = json.loads(manifest_path.read_text())
     manifest["shards"][0]["bytes"] = shard.stat().st_size
     manifest_path.write_text(json.dumps(manifest))
-    back = FeatureDistributions.load(tmp_path / "fd")
+    # By default the shard's SHA-256 is compared first; without it, the values are checked.
+    with pytest.raises(CorruptFileError, match=r"shard-00000.*SHA-256"):
+        FeatureDistributions.load(tmp_path / "fd").to_clouds()
+    back = FeatureDistributions.load(tmp_path / "fd", verify=False)
     with pytest.raises(CorruptFileError, match=r"shard-00000.*id 8, point 1"):
         back.to_clouds()
     with pytest.raises(CorruptFileError, match="SHA-256"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 __all__ = [
     "ConvergenceWarning",
     "CorruptFileError",
+    "DamagedOutputWarning",
     "GraphFormatError",
     "InternalError",
     "SchedulerUnavailableError",
@@ -66,3 +67,7 @@ class ConvergenceWarning(SemotWarning):
 
 class UnfiredFeaturesWarning(SemotWarning):
     """Features that never fired (empty samples) were left out of a computation."""
+
+
+class DamagedOutputWarning(SemotWarning):
+    """A resumed output had blocks that no longer match their record; they are computed again."""

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from semot._utils.atomic import atomic_write
+from semot._utils.jsondepth import json_depth_problem
 from semot.errors import CorruptFileError
 
 # CorruptFileError is re-exported: it was importable from here before it moved to semot.errors.
@@ -52,6 +53,9 @@ _NAMES = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items()}
 
 _METADATA_KEY = "__metadata__"
 _CHUNK = 1 << 20
+#: The largest header read (the safetensors package's own limit): a bigger claimed size is
+#: a damaged or hostile file, not a header to allocate.
+MAX_HEADER_BYTES = 100_000_000
 
 
 def _dtype_name(arr: np.ndarray[Any, Any], name: str) -> str:
@@ -146,7 +150,9 @@ def read_header(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any], int]
     Raises
     ------
     CorruptFileError
-        For any malformation; see :func:`read_safetensors`.
+        For any malformation; see :func:`read_safetensors`. The header is at most
+        :data:`MAX_HEADER_BYTES` long and nested at most
+        :data:`~semot._utils.jsondepth.MAX_JSON_DEPTH` levels deep.
     """
     path = Path(path)
     with open(path, "rb") as f:
@@ -154,6 +160,12 @@ def read_header(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any], int]
         if size < 8:
             raise _bad(path, f"the file is {size} bytes long, shorter than the 8-byte header size")
         (n,) = struct.unpack("<Q", f.read(8))
+        if n > MAX_HEADER_BYTES:
+            raise _bad(
+                path,
+                f"the header claims {n} bytes, more than the {MAX_HEADER_BYTES} that "
+                "safetensors allows",
+            )
         if n > size - 8:
             raise _bad(
                 path,
@@ -161,6 +173,9 @@ def read_header(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any], int]
                 "8-byte size (truncated, or not a safetensors file)",
             )
         raw = f.read(n)
+    deep = json_depth_problem(raw)
+    if deep is not None:
+        raise _bad(path, f"the header is {deep}")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -30,6 +30,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from semot._utils.atomic import atomic_write_text
+from semot._utils.jsondepth import object_depth_problem
 from semot.circuits.graph_format import (
     EMPTY_QPARAMS,
     MAX_PINS,
@@ -172,8 +173,12 @@ class AttributionGraph:
         Raises
         ------
         GraphFormatError
-            As :meth:`load`, without the line/column case.
+            As :meth:`load`, without the line/column case (the nesting depth is checked
+            before the copy).
         """
+        deep = object_depth_problem(data)
+        if deep is not None:
+            raise GraphFormatError(deep)
         return cls._build(copy.deepcopy(data), where="")
 
     @classmethod

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+from semot._utils.jsondepth import json_depth_problem
 from semot.errors import GraphFormatError
 
 __all__ = [
@@ -153,11 +154,15 @@ def read_graph_json(p: Path) -> tuple[Any, list[str]]:
     Raises
     ------
     GraphFormatError
-        For bytes that are not UTF-8 or malformed JSON (with line and column).
+        For bytes that are not UTF-8, malformed JSON (with line and column), or JSON nested
+        more than :data:`~semot._utils.jsondepth.MAX_JSON_DEPTH` levels deep.
     OSError
         When the file cannot be read.
     """
     blob = p.read_bytes()
+    deep = json_depth_problem(blob)
+    if deep is not None:
+        raise GraphFormatError(f"{p}: {deep}")
     try:
         text = blob.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -1,18 +1,71 @@
-"""Command line: ``semot demo``, ``collect``, ``info``, ``match``, ``bench-match``, ``compress``."""
+"""Command line: ``semot demo``, ``collect``, ``info``, ``match``, ``bench-match``, ``compress``.
+
+Every command fails the same way: one line on stderr, ``semot <command>: error: <what>``, and
+exit status 2 (argparse's own usage errors look and exit alike; an interrupt exits 130). The
+one place that does it is :func:`main`: it turns every error semot raises about its input
+(:class:`~semot.errors.SemotError`, ``ValueError``, ``TypeError``, ``KeyError``,
+``MemoryError``, ``OverflowError``), every ``OSError`` (a missing path, a directory given for a
+file, an unwritable output, an unreachable scheduler) and a missing extra (``ImportError``)
+into that line, with the library's argument names translated into the command's flags
+(``overwrite=True`` becomes ``--overwrite``) by :func:`flag_message`. Semot's warnings print
+as one line too, ``semot <command>: warning: <what>``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 from semot import __version__
+from semot.cli.options import check_output_dir, positive_int
+from semot.errors import SemotError, SemotWarning
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "flag_message", "main"]
+
+#: Exit status of a command that failed (bad input, unreadable or unwritable file, ...).
+EXIT_ERROR = 2
+#: Exit status after Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+#: The errors that are the user's to fix: reported in one line, never with a traceback.
+_USER_ERRORS = (
+    SemotError,
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    MemoryError,
+    OverflowError,
+    ImportError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line too (and point at ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` and exit with :data:`EXIT_ERROR`."""
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: Library argument names whose flag is not the argument's name.
+_ALIASES = {"n_threads": "--threads", "client": "--scheduler"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``semot`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="semot",
         description="Semantic optimal transport between sparse-autoencoder features.",
+        epilog=(
+            "Exit status: 0 on success; 2 on any error, reported in one line on stderr "
+            "('semot COMMAND: error: ...'); 130 when interrupted."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"semot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     demo.add_argument("--out", default="semot-demo", help="report directory")
-    demo.add_argument("--n-tokens", type=int, default=100_000, help="tokens per stream")
-    demo.add_argument("--samples-per-feature", type=int, default=128)
+    demo.add_argument("--n-tokens", type=positive_int, default=100_000, help="tokens per stream")
+    demo.add_argument("--samples-per-feature", type=positive_int, default=128)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-plots", action="store_true", help="tables and JSON only")
     sub.add_parser("version", help="print the version")
@@ -43,12 +96,80 @@ def main(argv: list[str] | None = None) -> int:
     cli_distributed.add_parsers(sub)
     cli_train.add_parser(sub)
     args = parser.parse_args(argv)
+    command = sub.choices[args.command]
     try:
-        return _dispatch(args, parser)
-    except (ValueError, TypeError, ImportError) as e:
-        # Bad input and missing extras are the user's to fix: one clear line, no traceback.
-        print(f"semot {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        with _one_line_warnings(args.command):
+            return _dispatch(args, parser)
+    except KeyboardInterrupt:
+        print(f"semot {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _USER_ERRORS as e:
+        # The user's to fix: one clear line naming the flags, no traceback.
+        print(f"semot {args.command}: error: {flag_message(e, command)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Map each argument name (argparse ``dest``) of a command to its long flag."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs and action.dest != "help":
+            flags.setdefault(action.dest, longs[0])
+    for name, flag in _ALIASES.items():
+        if flag in flags.values():
+            flags.setdefault(name, flag)
+    return flags
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+        if error.filename2 is not None:
+            text += f" (to {error.filename2})"
+        return text
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error) or type(error).__name__
+
+
+def flag_message(error: BaseException | str, parser: argparse.ArgumentParser) -> str:
+    """Return the one-line message of ``error`` for the command ``parser``, in its flags.
+
+    The library names its arguments as Python does (``overwrite=True``, ``n_threads: must
+    be ...``); a command line has flags. Translated: ``name=True`` to ``--flag``,
+    ``name=value`` to ``--flag value``, and a message that starts with ``name:`` (or with
+    ``out``, the output path) to ``--flag``. Newlines become spaces.
+    """
+    text = error if isinstance(error, str) else _error_text(error)
+    text = " ".join(text.split())
+    flags = _flags(parser)
+    names = sorted(flags, key=len, reverse=True)
+    if names:
+        alt = "|".join(re.escape(n) for n in names)
+        text = re.sub(rf"(?<![\w.-])({alt})=True\b", lambda m: flags[m[1]], text)
+        text = re.sub(rf"(?<![\w.-])({alt})=(?=\S)", lambda m: flags[m[1]] + " ", text)
+        text = re.sub(rf"^({alt}):", lambda m: flags[m[1]] + ":", text)
+        if "out" in flags:
+            text = re.sub(r"^out(?= )", flags["out"], text)
+    return text
+
+
+@contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Show semot's warnings as ``semot <command>: warning: ...`` (others as usual)."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+            if isinstance(category, type) and issubclass(category, SemotWarning):
+                text = " ".join(str(message).split())
+                print(f"semot {command}: warning: {text}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        yield
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -58,9 +179,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "demo":
         from semot.bench.demo import run
 
-        for name in ("n_tokens", "samples_per_feature"):
-            if getattr(args, name) < 1:
-                parser.error(f"--{name.replace('_', '-')} must be >= 1")
+        check_output_dir("--out", args.out)
         run(
             args.out,
             n_tokens=args.n_tokens,

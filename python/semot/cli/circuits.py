@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from semot.cli.options import add_distance_option, chosen_distance
+from semot.cli.options import (
+    add_distance_option,
+    check_output_file,
+    chosen_distance,
+    finite_float,
+    non_negative_int,
+    positive_int,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -26,20 +33,23 @@ def add_parser(sub: Any) -> None:
         "--distributions", nargs="+", default=[],
         help="`semot collect` run dirs (or FeatureDistributions dirs) covering the graph's layers",
     )  # fmt: skip
-    c.add_argument("--threshold", type=float, help="merge pairs up to this distance")
-    c.add_argument("--target-ratio", type=float, help="groups / nodes to reach, e.g. 0.1")
+    c.add_argument("--threshold", type=finite_float, help="merge pairs up to this distance")
+    c.add_argument("--target-ratio", type=finite_float, help="groups / nodes to reach, e.g. 0.1")
     c.add_argument("--auto", action="store_true", help="cut with the best silhouette")
     c.add_argument("--same-position", action="store_true", help="merge only at one position")
-    c.add_argument("--layer-window", type=int, help="merge only within this many layers")
+    c.add_argument(
+        "--layer-window", type=non_negative_int,
+        help="merge only within this many layers (0: the same layer)",
+    )  # fmt: skip
     c.add_argument("--connected", action="store_true", help="merge only nodes joined by links")
     add_distance_option(c)
     c.add_argument("--linkage", choices=["single", "average"], default="single")
     c.add_argument(
-        "--graph-weight", type=float,
+        "--graph-weight", type=finite_float,
         help="mix in the attribution-profile distance with this weight in [0, 1]",
     )  # fmt: skip
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=int)
+    c.add_argument("--seed", type=non_negative_int, default=0)
+    c.add_argument("--threads", type=positive_int)
     c.add_argument("--out", required=True, help="graph JSON with qParams.supernodes filled")
     c.add_argument("--compressed", help="also write the compressed graph JSON here")
     c.add_argument("--report", help="also write the metrics as JSON here")
@@ -72,6 +82,8 @@ def run_compress(args: argparse.Namespace) -> int:
     chosen = [args.threshold is not None, args.target_ratio is not None, bool(args.auto)]
     if sum(chosen) != 1:
         raise ValueError("give one of --threshold, --target-ratio, --auto")
+    for flag in ("out", "compressed", "report", "plot", "html"):
+        check_output_file(f"--{flag}", getattr(args, flag))
     graph = AttributionGraph.load(args.graph)
     runs = _load_runs(args.distributions) if args.distributions else None
     res = compress(

@@ -14,7 +14,14 @@ from typing import Any
 
 def add_parsers(sub: Any) -> None:
     """Register the ``cdist`` sub-command."""
-    from semot.cli.options import add_distance_option
+    from semot.cli.options import (
+        add_distance_option,
+        non_negative_int,
+        positive_float,
+        positive_int,
+        scheduler_address,
+        seconds,
+    )
 
     c = sub.add_parser(
         "cdist",
@@ -32,23 +39,29 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--to", dest="target", required=True, help="site name, hook name or layer")
     add_distance_option(c)
     c.add_argument("--method", choices=["exact", "quantile"], default="exact", help="sliced only")
-    c.add_argument("--n-projections", type=int, default=128)
-    c.add_argument("--n-quantiles", type=int, help="quantile levels (method quantile)")
+    c.add_argument("--n-projections", type=positive_int, default=128)
+    c.add_argument("--n-quantiles", type=positive_int, help="quantile levels (method quantile)")
     c.add_argument("--p", type=float, default=2.0, help="order of the distance")
-    c.add_argument("--reg", type=float, help="Sinkhorn regularisation (required for sinkhorn)")
-    c.add_argument("--debiased", action="store_true", help="Sinkhorn divergence")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--top-k", type=int, help="keep the k nearest targets per source (.npz out)")
-    c.add_argument("--block-size", type=int, help="rows/columns per block (default 512)")
     c.add_argument(
-        "--scheduler", default="local",
+        "--reg", type=positive_float, help="Sinkhorn regularisation (required for sinkhorn)"
+    )
+    c.add_argument("--debiased", action="store_true", help="Sinkhorn divergence")
+    c.add_argument("--seed", type=non_negative_int, default=0)
+    c.add_argument(
+        "--top-k", type=positive_int, help="keep the k nearest targets per source (.npz out)"
+    )
+    c.add_argument("--block-size", type=positive_int, help="rows/columns per block (default 512)")
+    c.add_argument(
+        "--scheduler", default="local", type=scheduler_address,
         help="Dask scheduler address (tcp://host:8786), or 'local' for a cluster in this "
         "process (default)",
     )  # fmt: skip
-    c.add_argument("--threads", type=int, help="Rust threads per block (default 1)")
+    c.add_argument("--threads", type=positive_int, help="Rust threads per block (default 1)")
     c.add_argument("--overwrite", action="store_true", help="replace OUT instead of resuming")
     c.add_argument("--no-progress", action="store_true")
-    c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the cluster")
+    c.add_argument(
+        "--timeout", type=seconds, default=60.0, help="seconds to wait for the cluster (> 0)"
+    )
     c.add_argument("--out", required=True, help=".npy or .zarr (matrix), .npz (with --top-k)")
 
 
@@ -58,7 +71,7 @@ def run_cdist(args: argparse.Namespace) -> int:
 
     from semot import distributed
     from semot.cli.match import find_site, load_sites
-    from semot.cli.options import chosen_distance
+    from semot.cli.options import check_output_dir, check_output_file, chosen_distance
     from semot.matching.sets import feature_set
 
     out = Path(args.out)
@@ -69,6 +82,14 @@ def run_cdist(args: argparse.Namespace) -> int:
     distance = chosen_distance(args)
     if distance == "sinkhorn" and args.reg is None:
         raise ValueError("--reg is required with --distance sinkhorn")
+    # Before any work: the output, the ids file beside it and the top-k checkpoint.
+    if out.suffix == ".zarr":
+        check_output_dir("--out", out)
+    else:
+        check_output_file("--out", out)
+    check_output_file("--out", out.with_name(out.name + ".ids.npz"))
+    if args.top_k is not None:
+        check_output_dir("--out", out.with_name(out.name + ".blocks"))
     runs = load_sites(args.run)
     src = feature_set(find_site(runs, args.source, "--from"), "--from")
     tgt = feature_set(find_site(runs, args.target, "--to"), "--to")

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from semot.cli.options import add_distance_option, chosen_distance
+from semot.cli.options import (
+    add_distance_option,
+    check_output_dir,
+    check_output_file,
+    chosen_distance,
+    dask_address,
+    finite_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -27,21 +38,27 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--from", dest="source", required=True, help="site name, hook name or layer")
     m.add_argument("--to", dest="target", required=True, help="site name, hook name or layer")
     add_distance_option(m)
-    m.add_argument("--k", type=int, default=5, help="targets per source (nearest)")
+    m.add_argument("--k", type=positive_int, default=5, help="targets per source (nearest)")
     m.add_argument("--assignment", choices=["nearest", "one-to-one"], default="nearest")
     m.add_argument(
         "--candidates", choices=["none", "quantile-knn", "centroid"], default="none",
         help="candidate search before exact distances (default: all pairs)",
     )  # fmt: skip
-    m.add_argument("--n-candidates", type=int, default=32)
+    m.add_argument("--n-candidates", type=positive_int, default=32)
     m.add_argument("--threshold", help="'no match' above this distance, or 'auto'")
-    m.add_argument("--margin", type=float, help="'no match' unless best <= (1-margin) x second")
-    m.add_argument("--n-projections", type=int, default=128)
-    m.add_argument("--reg", type=float, help="Sinkhorn regularisation (default: 5%% of median)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--threads", type=int, help="threads (default: all cores)")
     m.add_argument(
-        "--scheduler", help="run on this Dask cluster (tcp://host:8786; needs semot[distributed])"
+        "--margin", type=finite_float, help="'no match' unless best <= (1-margin) x second"
+    )
+    m.add_argument("--n-projections", type=positive_int, default=128)
+    m.add_argument(
+        "--reg", type=positive_float, help="Sinkhorn regularisation (default: 5%% of median)"
+    )
+    m.add_argument("--seed", type=non_negative_int, default=0)
+    m.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
+    m.add_argument(
+        "--scheduler",
+        type=dask_address,
+        help="run on this Dask cluster (tcp://host:8786; needs semot[distributed])",
     )
     m.add_argument("--out", required=True, help="output table: .csv or .parquet")
 
@@ -55,12 +72,12 @@ def add_parsers(sub: Any) -> None:
         ),
     )
     b.add_argument("--out", default="semot-bench-match", help="report directory")
-    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    b.add_argument("--noise", type=float, nargs="+", default=[0.35, 1.0])
-    b.add_argument("--n-tokens", type=int, default=100_000)
-    b.add_argument("--samples-per-feature", type=int, default=128)
+    b.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2])
+    b.add_argument("--noise", type=finite_float, nargs="+", default=[0.35, 1.0])
+    b.add_argument("--n-tokens", type=positive_int, default=100_000)
+    b.add_argument("--samples-per-feature", type=positive_int, default=128)
     b.add_argument(
-        "--sizes", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256],
+        "--sizes", type=positive_int, nargs="+", default=[8, 16, 32, 64, 128, 256],
         help="samples per feature for the accuracy-vs-n curve",
     )  # fmt: skip
     b.add_argument("--quick", action="store_true", help="one seed, one noise level, fewer sizes")
@@ -103,6 +120,9 @@ def run_match(args: argparse.Namespace) -> int:
     threshold: float | str | None = None
     if args.threshold is not None:
         threshold = args.threshold if args.threshold == "auto" else _float(args.threshold)
+    check_output_file("--out", out)
+    if args.scheduler:
+        check_output_dir("--out", out.with_name(out.name + ".blocks"))
     runs = load_sites(args.run)
     source = find_site(runs, args.source, "--from")
     target = find_site(runs, args.target, "--to")
@@ -157,9 +177,12 @@ def _markdown(table: Any) -> str:
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"--threshold: expected a number or 'auto', got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--threshold: expected a finite number or 'auto', got {text!r}")
+    return value
 
 
 def run_bench_match(args: argparse.Namespace) -> int:
@@ -176,6 +199,7 @@ def run_bench_match(args: argparse.Namespace) -> int:
     if args.quick:
         seeds, noises, sizes = seeds[:1], noises[:1], [16, 64, 128]
     out = Path(args.out)
+    check_output_dir("--out", out)
     out.mkdir(parents=True, exist_ok=True)
 
     def say(msg: str) -> None:

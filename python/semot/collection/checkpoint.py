@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from semot._utils.atomic import atomic_write_text
+from semot._utils.jsondepth import json_depth_problem
 from semot._utils.safetensors import read_safetensors, write_safetensors
 from semot.collection.models import Site
 from semot.collection.reference import ReferenceMap
@@ -118,12 +119,21 @@ class Checkpoint:
             SHA-256 differs from the pointer's record.
         """
         try:
-            info = json.loads(self.pointer.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+            raw = self.pointer.read_bytes()
+            deep = json_depth_problem(raw)
+            if deep is not None:
+                raise ValueError(deep)
+            info = json.loads(raw.decode("utf-8"))
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError included
             raise CorruptFileError(f"{self.pointer}: unreadable checkpoint ({e})") from None
         if not isinstance(info, dict) or "state_file" not in info:
             raise CorruptFileError(f"{self.pointer}: not a semot checkpoint")
-        state_path = self.dir / str(info["state_file"])
+        name = info["state_file"]
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise CorruptFileError(
+                f"{self.pointer}: state_file {name!r} is not a plain file name in {self.dir}"
+            )
+        state_path = self.dir / name
         if not state_path.is_file():
             raise CorruptFileError(f"{state_path}: checkpoint state file is missing")
         data = state_path.read_bytes()

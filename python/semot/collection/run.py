@@ -63,9 +63,8 @@ from semot.collection.tokens import (
     ignored_token_ids,
     limit_tokens,
 )
-from semot.errors import CorruptFileError
 from semot.features.container import FeatureDistributions
-from semot.features.runs import RUN_FILE, write_run_record
+from semot.features.runs import RUN_FILE, read_run_record, write_run_record
 from semot.features.sampling import MODES, FeatureSampler, Mode, to_distributions
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -616,7 +615,16 @@ class _ProgressBar:
 
 # ---------------------------------------------------------------- run directories
 def load_run(path: str | Path) -> dict[str, FeatureDistributions]:
-    """Load the FeatureDistributions of every site of a finished :func:`collect` run."""
+    """Load the FeatureDistributions of every site of a finished :func:`collect` run.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no ``run.json`` (not a finished run).
+    CorruptFileError
+        For a ``run.json`` that is unreadable or names a site outside ``path`` (see
+        :func:`semot.features.runs.read_run_record`), or a site that does not load.
+    """
     root = Path(path)
     run_file = root / RUN_FILE
     if not run_file.is_file():
@@ -626,9 +634,5 @@ def load_run(path: str | Path) -> dict[str, FeatureDistributions]:
             else ""
         )
         raise ValueError(f"{root}: no {RUN_FILE}, not a finished collection run{hint}")
-    try:
-        run = json.loads(run_file.read_text(encoding="utf-8"))
-        names = list(run["sites"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CorruptFileError(f"{run_file}: unreadable run record ({e})") from None
-    return {n: FeatureDistributions.load(root / n) for n in names}
+    sites = read_run_record(root)
+    return {name: FeatureDistributions.load(sub) for name, sub in sites.items()}

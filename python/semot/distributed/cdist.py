@@ -153,7 +153,7 @@ def _run_cdist(
                 if store is not None and res.topk is not None:
                     store.save(blk.index, res.topk._asdict(), res.unconverged)
                 elif record is not None:
-                    record.mark(blk.index, res.unconverged)
+                    record.mark(blk.index, res.unconverged, res.checksum)
                     record.save()
 
             def on_stop() -> None:

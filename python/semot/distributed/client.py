@@ -37,6 +37,7 @@ __all__ = [
     "ProgressBar",
     "ShippedClouds",
     "aligned",
+    "check_address",
     "connect",
     "run_blocks",
     "scatter",
@@ -74,6 +75,24 @@ class ShippedClouds(PointClouds):
         return (_rebuild_clouds, (self.points, self.weights, self.offsets))
 
 
+def check_address(address: str) -> None:
+    """Raise ValueError unless ``address`` is a well-formed scheduler address with a port.
+
+    Checked before a :class:`distributed.Client` is made: one made from a malformed address
+    fails in its constructor and prints a traceback from its ``__del__`` seconds later.
+    """
+    from distributed.comm import get_address_host_port
+
+    try:
+        _, port = get_address_host_port(address)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"client: {address!r} is not a Dask scheduler address such as 'tcp://host:8786' ({e})"
+        ) from None
+    if not 0 < port < 65536:
+        raise ValueError(f"client: {address!r}: port {port} is not in 1..65535")
+
+
 @contextmanager
 def connect(client: ClientLike, timeout: float) -> Iterator[Client]:
     """Yield a connected client with at least one worker; close it if we opened it."""
@@ -89,6 +108,7 @@ def connect(client: ClientLike, timeout: float) -> Iterator[Client]:
                 "address such as 'tcp://host:8786'"
             ) from None
     elif isinstance(client, str):
+        check_address(client)
         try:
             c = own = Client(client, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:

@@ -32,14 +32,16 @@ __all__ = ["BlockResult", "Kernel", "SinkhornKernel", "SlicedKernel", "cdist_blo
 class BlockResult:
     """What a worker returns for one block.
 
-    The values (kept only when the client assembles the dense matrix), their top-k, and the
-    number of Sinkhorn problems that hit ``max_iter``.
+    The values (kept only when the client assembles the dense matrix), their top-k, the
+    number of Sinkhorn problems that hit ``max_iter``, and the checksum of what was written
+    to the output (:func:`~semot.distributed.sinks.block_checksum`; None without one).
     """
 
     index: int
     values: npt.NDArray[np.float64] | None
     topk: TopK | None
     unconverged: int
+    checksum: int | None = None
 
 
 class Kernel(Protocol):
@@ -149,8 +151,7 @@ def cdist_block(
 ) -> BlockResult:
     """Compute one block on a worker; write it, reduce it, or return it."""
     values, bad = kernel.block(clouds_rows(a, blk.r0, blk.r1), clouds_rows(b, blk.c0, blk.c1))
-    if sink is not None:
-        sink.write(blk, values)
+    checksum = sink.write(blk, values) if sink is not None else None
     topk = smallest_k(values, top_k, blk.c0) if top_k is not None else None
     keep = values if sink is None and top_k is None else None
-    return BlockResult(blk.index, keep, topk, bad)
+    return BlockResult(blk.index, keep, topk, bad, checksum)

@@ -9,7 +9,8 @@ from several.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "FIELDS",
     "POINT_FIELDS",
     "FeatureBlock",
+    "PendingCheck",
     "empty_block",
     "gather_features",
     "readonly",
@@ -57,22 +59,71 @@ def readonly(arr: Array) -> Array:
     return out
 
 
+class PendingCheck:
+    """A check of the file some blocks live in, run once, before the first read of their data.
+
+    ``check`` raises (:class:`~semot.errors.CorruptFileError`) if the file is damaged; it is
+    then run again at the next read, so a damaged file never yields data. Thread-safe, and
+    picklable when ``check`` is (a copy keeps whether the check has passed).
+    """
+
+    __slots__ = ("_check", "_done", "_lock")
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._check = check
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> tuple[Callable[[], None], bool]:
+        return self._check, self._done
+
+    def __setstate__(self, state: tuple[Callable[[], None], bool]) -> None:
+        self._check, self._done = state
+        self._lock = threading.Lock()
+
+    @property
+    def done(self) -> bool:
+        """Whether the check has passed."""
+        return self._done
+
+    def run(self) -> None:
+        """Run the check unless it has passed already."""
+        if self._done:
+            return
+        with self._lock:
+            if not self._done:
+                self._check()
+                self._done = True
+
+
 class FeatureBlock:
     """One contiguous run of features in CSR layout (a shard, a slice of one, or a copy).
 
     ``arrays`` maps every name of :data:`FIELDS` to its array, ``source`` is the file the
-    arrays live in (for messages; None in memory or when gathered from several files), and
-    ``checked`` says whether the per-point values have been validated.
+    arrays live in (for messages; None in memory or when gathered from several files),
+    ``checked`` says whether the per-point values have been validated, and ``pending`` is
+    the integrity check of the file (a :class:`PendingCheck` shared by every slice of it),
+    run by the first ``block[name]``; ``arrays`` itself gives the data unchecked.
     """
 
-    __slots__ = ("arrays", "checked", "source")
+    __slots__ = ("arrays", "checked", "pending", "source")
 
-    def __init__(self, arrays: dict[str, Array], source: Path | None, checked: bool) -> None:
+    def __init__(
+        self,
+        arrays: dict[str, Array],
+        source: Path | None,
+        checked: bool,
+        pending: PendingCheck | None = None,
+    ) -> None:
         self.arrays = arrays
         self.source = source
         self.checked = checked
+        self.pending = pending
 
     def __getitem__(self, name: str) -> Array:
+        if self.pending is not None:
+            self.pending.run()
+            self.pending = None
         return self.arrays[name]
 
     @property
@@ -89,7 +140,7 @@ class FeatureBlock:
         out = {name: self.arrays[name][lo:hi] for name in POINT_FIELDS}
         out.update({name: self.arrays[name][a:b] for name in FEATURE_FIELDS})
         out["offsets"] = readonly(offs[a : b + 1] - lo)
-        return FeatureBlock(out, self.source, self.checked)
+        return FeatureBlock(out, self.source, self.checked, self.pending)
 
 
 def empty_block(dim: int) -> FeatureBlock:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from semot._utils.jsondepth import object_depth_problem
 from semot.errors import CorruptFileError
 from semot.features.blocks import DTYPES, FEATURE_FIELDS, POINT_FIELDS, FeatureBlock, readonly
 
@@ -234,14 +235,18 @@ def normalise_metadata(metadata: Any, error: type[Exception] = ValueError) -> di
     """Return the JSON copy of ``metadata`` (a dict with string keys; numpy values become plain).
 
     Raises TypeError for a non-dict or a non-string key, and ``error`` for a value that is
-    not JSON-serialisable (NaN and infinity included) or an ``n_tokens`` that is not a
-    non-negative int.
+    not JSON-serialisable (NaN and infinity included), nested more than
+    :data:`~semot._utils.jsondepth.MAX_JSON_DEPTH` levels deep, or an ``n_tokens`` that is
+    not a non-negative int.
     """
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
     bad = [k for k in metadata if not isinstance(k, str)]
     if bad:
         raise TypeError(f"metadata: keys must be strings, got {bad[0]!r}")
+    deep = object_depth_problem(dict(metadata))
+    if deep is not None:
+        raise error(f"metadata: {deep}")
     try:
         text = json.dumps(dict(metadata), allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as e:
@@ -274,15 +279,14 @@ def check_reference_arrays(reference: Any) -> dict[str, Array] | None:
     return out
 
 
-def check_exported_clouds(
-    block: FeatureBlock, points: Array, weights: Array, offsets: npt.NDArray[np.int64]
-) -> None:
-    """Check clouds taken from data not validated yet (loaded, lazily) before export.
+def check_exported_clouds(block: FeatureBlock) -> None:
+    """Check the clouds of a block not validated yet (loaded, lazily) before export.
 
-    Only what a :class:`~semot.PointClouds` needs: finite points, finite non-negative
-    weights with a positive sum per cloud. Raises :class:`~semot.errors.CorruptFileError`
-    naming the block's file and the feature id.
+    Only what a :class:`~semot.PointClouds` needs, for every feature with a non-empty
+    sample: finite points, finite non-negative weights with a positive sum. Raises
+    :class:`~semot.errors.CorruptFileError` naming the block's file and the feature id.
     """
+    points, weights, offsets = block["points"], block["weights"], block["offsets"]
     ids = block["feature_ids"]
     where = f"{block.source}: " if block.source is not None else ""
 
@@ -297,9 +301,13 @@ def check_exported_clouds(
     if bad.any():
         row = int(np.argmax(bad))
         raise CorruptFileError(f"{where}weights: {at(row)} is {weights[row]}")
-    sums = np.add.reduceat(weights.astype(np.float64), offsets[:-1])
+    nonempty = np.flatnonzero(np.diff(offsets) > 0)
+    if not nonempty.size:
+        return
+    sums = np.add.reduceat(weights.astype(np.float64), offsets[nonempty])
     if not (sums > 0).all():
-        c = int(np.argmin(sums > 0))
+        c = int(nonempty[np.argmin(sums > 0)])
         raise CorruptFileError(
-            f"{where}weights: feature id {int(ids[c])} has weights summing to {sums[c]}"
+            f"{where}weights: feature id {int(ids[c])} has weights summing to "
+            f"{sums[np.argmin(sums > 0)]}"
         )

@@ -273,7 +273,9 @@ class FeatureDistributions:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> FeatureDistributions:
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool = True
+    ) -> FeatureDistributions:
         """Load a directory written by :meth:`save`.
 
         Parameters
@@ -283,6 +285,13 @@ class FeatureDistributions:
         mmap : bool, default True
             Memory-map the shards (nothing is read until touched; arrays are read-only
             :class:`numpy.memmap` views). If false, the shards are read into memory.
+        verify : bool, default True
+            Compare each shard file's SHA-256 with the one the manifest recorded, the first
+            time the shard's data is read (any array of its features: ids, counts, points;
+            one sequential read of the file), and raise :class:`CorruptFileError` naming the
+            file if they differ, so that a damaged shard never yields numbers. ``False``
+            skips the comparison (storage you trust, or to look into a damaged directory);
+            the structural checks of loading still run.
 
         Returns
         -------
@@ -296,13 +305,15 @@ class FeatureDistributions:
             If ``path`` does not exist.
         CorruptFileError
             Naming the file: no ``manifest.json`` (not a saved object, or a write that did not
-            finish), a manifest that is not JSON, has missing or unknown keys, another
-            ``schema_version`` or inconsistent shard ranges; a shard that is missing, has
-            another byte size than the manifest says, is not valid safetensors or whose
+            finish), a manifest that is not JSON, is nested too deep, has missing or unknown
+            keys, another ``schema_version`` or inconsistent shard ranges; a shard or
+            reference file that is a symbolic link out of ``path``; a shard that is missing,
+            has another byte size than the manifest says, is not valid safetensors or whose
             contents disagree with the manifest (feature count, dim, points) or are
-            inconsistent (offsets, counts, duplicate feature ids).
+            inconsistent (offsets, counts, duplicate feature ids). With ``verify``, also
+            later, at the first read of a shard whose SHA-256 differs from the manifest's.
         """
-        saved = load_directory(path, mmap=mmap)
+        saved = load_directory(path, mmap=mmap, verify=bool(verify))
         return cls._make(
             saved.blocks,
             saved.manifest["dim"],
@@ -328,6 +339,8 @@ class FeatureDistributions:
         if self._source is not None and self._manifest is not None:
             verify_shard_files(self._source, self._manifest)
         for k, block in enumerate(self._blocks):
+            if block.pending is not None and self._source is None:
+                block.pending.run()  # derived from a loaded object: its shard's SHA-256
             try:
                 check_values(block.arrays, int(self._starts[k]))
             except ValueError as e:
@@ -691,6 +704,11 @@ class FeatureDistributions:
                 stacklevel=2,
             )
         bi = np.searchsorted(self._starts, keep, side="right") - 1
+        # Loaded data not validated yet is checked block by block (so that a message names
+        # the shard file), before any copy; every non-empty feature of a block is kept.
+        for k in np.unique(bi).tolist():
+            if not self._blocks[k].checked:
+                check_exported_clouds(self._blocks[k])
         one_run = bi[0] == bi[-1] and int(keep[-1] - keep[0]) == keep.shape[0] - 1
         if one_run:
             k = int(bi[0])
@@ -703,8 +721,6 @@ class FeatureDistributions:
         points = np.require(block["points"], np.float32, ["C", "A"])
         weights = np.require(block["weights"], np.float32, ["C", "A"])
         offsets = np.require(block["offsets"], np.int64, ["C", "A"])
-        if not block.checked:
-            check_exported_clouds(block, points, weights, offsets)
         return PointClouds.from_csr_unchecked(points, weights, offsets)
 
     # ------------------------------------------------------------------ display

@@ -16,12 +16,16 @@ arrays of :data:`~semot.features.blocks.FIELDS` for its features, in their store
 
 Every file is written atomically (:mod:`semot._utils.atomic`) and the manifest last, so a
 save that is killed midway leaves a directory without a manifest, which does not load.
-Loading checks the manifest and every shard's size and structure (cheap); the SHA-256
-checksums are compared by :func:`verify_shard_files` only.
+Loading checks the manifest and every shard's size and structure (cheap), refuses files
+that lead outside the directory (symbolic links, or names with a path in them), and, unless
+told not to, compares each shard's SHA-256 with the manifest's the first time the shard's
+data is read (:class:`~semot.features.blocks.PendingCheck`); :func:`verify_shard_files`
+compares them all at once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -34,9 +38,10 @@ import numpy as np
 import numpy.typing as npt
 
 from semot._utils.atomic import atomic_write, fsync_directory
+from semot._utils.jsondepth import json_depth_problem
 from semot._utils.safetensors import file_sha256, read_safetensors, write_safetensors
 from semot.errors import CorruptFileError
-from semot.features.blocks import DTYPES, FIELDS, FeatureBlock, readonly
+from semot.features.blocks import DTYPES, FIELDS, FeatureBlock, PendingCheck, readonly
 from semot.features.checks import check_structure, check_unique_ids, normalise_metadata
 
 __all__ = [
@@ -45,7 +50,9 @@ __all__ = [
     "REFERENCE",
     "SCHEMA_VERSION",
     "SavedDirectory",
+    "check_inside",
     "check_shard_file",
+    "check_shard_sha256",
     "disk_usage",
     "load_directory",
     "read_manifest",
@@ -214,8 +221,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     def bad(what: str) -> CorruptFileError:
         return CorruptFileError(f"{path}: {what}")
 
+    raw = path.read_bytes()
+    deep = json_depth_problem(raw)
+    if deep is not None:
+        raise bad(deep)
     try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise bad(f"not valid JSON ({e})") from None
     if not isinstance(manifest, dict):
@@ -284,8 +295,28 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_inside(root: Path, file: Path, what: str) -> None:
+    """Raise CorruptFileError if ``file`` leads outside the directory ``root``.
+
+    A file of a saved directory is a plain name in it; one that is a symbolic link (or
+    behind one) to somewhere else would make a load read, and a save overwrite, data that
+    is not the directory's.
+    """
+    try:
+        target = file.resolve()
+        inside = target.is_relative_to(root.resolve())
+    except (OSError, RuntimeError) as e:  # a loop of links
+        raise CorruptFileError(f"{file}: {what} cannot be resolved ({e})") from None
+    if not inside:
+        raise CorruptFileError(
+            f"{file}: {what} is a symbolic link to {target}, outside {root}; a saved "
+            "directory reads only its own files"
+        )
+
+
 def check_shard_file(file: Path, shard: dict[str, Any]) -> None:
     """Raise CorruptFileError if a shard file is missing or not the size its entry says."""
+    check_inside(file.parent, file, "shard listed in manifest.json")
     if not file.is_file():
         raise CorruptFileError(f"{file}: shard listed in manifest.json is missing")
     size = file.stat().st_size
@@ -295,10 +326,29 @@ def check_shard_file(file: Path, shard: dict[str, Any]) -> None:
         )
 
 
+def check_shard_sha256(file: Path, shard: dict[str, Any]) -> None:
+    """Raise CorruptFileError if the SHA-256 of a shard file differs from its entry's."""
+    sha = file_sha256(file)
+    if sha != shard["sha256"]:
+        raise CorruptFileError(
+            f"{file}: SHA-256 {sha} differs from the manifest's {shard['sha256']}: "
+            "the file was modified or damaged (load with verify=False to read it anyway)"
+        )
+
+
 def _load_shard(
-    root: Path, shard: dict[str, Any], dim: int, mmap: bool, n_tokens: int | None
+    root: Path,
+    shard: dict[str, Any],
+    dim: int,
+    mmap: bool,
+    n_tokens: int | None,
+    verify: bool,
 ) -> FeatureBlock:
-    """Open one shard and check it against its manifest entry (structure only)."""
+    """Open one shard and check it against its manifest entry (structure only).
+
+    With ``verify``, the block's data is checked against the SHA-256 of the entry the first
+    time it is read.
+    """
     file = root / shard["file"]
 
     def bad(what: str) -> CorruptFileError:
@@ -329,14 +379,19 @@ def _load_shard(
         check_structure(arrays, base=start, n_tokens=n_tokens)
     except ValueError as e:
         raise bad(str(e)) from None
-    return FeatureBlock(arrays, file, False)
+    pending = PendingCheck(functools.partial(check_shard_sha256, file, shard)) if verify else None
+    return FeatureBlock(arrays, file, False, pending)
 
 
-def load_directory(path: str | os.PathLike[str], *, mmap: bool) -> SavedDirectory:
+def load_directory(
+    path: str | os.PathLike[str], *, mmap: bool, verify: bool = True
+) -> SavedDirectory:
     """Read a directory written by :func:`save_directory` (see :meth:`FeatureDistributions.load`).
 
-    Checks the manifest, each shard's size and structure against it, and that feature ids
-    are unique across shards; per-point values are left unread.
+    Checks the manifest, each shard's size and structure against it, that no file leads
+    outside ``path`` and that feature ids are unique across shards; per-point values are
+    left unread. With ``verify``, each shard's SHA-256 is compared with the manifest's the
+    first time its data is read.
 
     Raises
     ------
@@ -362,12 +417,19 @@ def load_directory(path: str | os.PathLike[str], *, mmap: bool) -> SavedDirector
         raise CorruptFileError(
             f"{manifest_path}: missing, so {root} is not a saved FeatureDistributions{hint}"
         )
+    check_inside(root, manifest_path, "the manifest")
     manifest = read_manifest(manifest_path)
     n_tokens = manifest["metadata"].get("n_tokens")
     blocks = [
-        _load_shard(root, shard, manifest["dim"], mmap, n_tokens) for shard in manifest["shards"]
+        _load_shard(root, shard, manifest["dim"], mmap, n_tokens, verify)
+        for shard in manifest["shards"]
     ]
-    ids = np.concatenate([b["feature_ids"] for b in blocks]) if blocks else np.zeros(0, np.int64)
+    # Unverified reads (.arrays): the SHA-256 checks wait for the first read of the data.
+    ids = (
+        np.concatenate([b.arrays["feature_ids"] for b in blocks])
+        if blocks
+        else np.zeros(0, np.int64)
+    )
     try:
         check_unique_ids(ids)
     except ValueError as e:
@@ -375,6 +437,7 @@ def load_directory(path: str | os.PathLike[str], *, mmap: bool) -> SavedDirector
     reference = None
     if manifest["reference_file"] is not None:
         ref_path = root / manifest["reference_file"]
+        check_inside(root, ref_path, "the reference file")
         if not ref_path.is_file():
             raise CorruptFileError(f"{ref_path}: listed in {manifest_path} but missing")
         tensors, _ = read_safetensors(ref_path, mmap=mmap)
@@ -387,12 +450,7 @@ def verify_shard_files(root: Path, manifest: dict[str, Any]) -> None:
     for shard in manifest["shards"]:
         file = root / shard["file"]
         check_shard_file(file, shard)
-        sha = file_sha256(file)
-        if sha != shard["sha256"]:
-            raise CorruptFileError(
-                f"{file}: SHA-256 {sha} differs from the manifest's {shard['sha256']}: "
-                "the file was modified or damaged"
-            )
+        check_shard_sha256(file, shard)
 
 
 def disk_usage(root: Path, manifest: dict[str, Any]) -> tuple[int, int]:
