@@ -254,3 +254,15 @@ def test_cli_collect_a_transformers_model_by_layers(saved, tmp_path, capsys):
             ]
         )
     assert "--layers: 5 is outside [0, 3)" in capsys.readouterr().err
+
+
+def test_bad_tokens_and_devices_are_clear_errors(saved):
+    _, root, _ = saved
+    runner = load_model(root, device="cpu")
+    hook = runner.layer_hook(0)
+    with pytest.raises(ValueError, match="outside the model's vocabulary of 47"):
+        runner.run(torch.full((1, 4), 47), [hook])
+    with pytest.raises(ValueError, match="longer than the model's context of 64"):
+        runner.run(torch.zeros(1, 65, dtype=torch.long), [hook])
+    with pytest.raises(ValueError, match="device: 'bogus' is not a torch device"):
+        load_model(root, device="bogus")

@@ -105,6 +105,9 @@ class HFRunner(ModuleHooks):
         self.n_layers = int(model.config.num_hidden_layers)
         self.blocks = blocks_path(model)
         self.family = str(getattr(model.config, "model_type", "unknown"))
+        self.vocab_size = int(model.config.vocab_size)
+        positions = getattr(model.config, "max_position_embeddings", None)
+        self.max_length = int(positions) if positions else None
 
     def layer_hook(self, layer: int) -> str:
         """Return the module path of the residual stream after block ``layer`` (0-based)."""

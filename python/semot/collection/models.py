@@ -173,6 +173,29 @@ def check_layer(layer: int, n_layers: int) -> int:
     return int(layer)
 
 
+def check_token_ids(tokens: Any, vocab_size: int | None, max_length: int | None) -> None:
+    """Raise ValueError for token ids outside the vocabulary or sequences past the context.
+
+    ``tokens`` is a ``(B, L)`` tensor; without this check the model fails deep inside its
+    embedding (an IndexError) or its position table, naming nothing the user gave.
+    """
+    if vocab_size is not None and tokens.numel():
+        top = int(tokens.max())
+        if top >= vocab_size:
+            raise ValueError(
+                f"tokens: token id {top} is outside the model's vocabulary of {vocab_size} "
+                "(were the ids made with another tokenizer?)"
+            )
+        low = int(tokens.min())
+        if low < 0:
+            raise ValueError(f"tokens: token id {low} is negative")
+    if max_length is not None and tokens.shape[-1] > max_length:
+        raise ValueError(
+            f"tokens: sequences of {tokens.shape[-1]} tokens are longer than the model's "
+            f"context of {max_length}; use a shorter --context-length"
+        )
+
+
 class HookedRunner:
     """Runs a transformer-lens model and returns the hidden states of named hooks."""
 
@@ -213,6 +236,7 @@ class HookedRunner:
 
     def run(self, tokens: Any, hooks: Sequence[str]) -> dict[str, Any]:
         """Hidden states ``(B, L, d)`` at ``hooks``, stopping after the last needed block."""
+        check_token_ids(tokens, int(self.model.cfg.d_vocab), int(self.model.cfg.n_ctx))
         layers = [layer_index(h) for h in hooks]
         stop: int | None = None
         if all(layer is not None for layer in layers):
@@ -263,6 +287,9 @@ class ModuleHooks:
         self.model = model
         self.call = call or (lambda m, t: m(t))
         self.tokenizer = tokenizer
+        # Known for transformers models (HFRunner); a generic module is not checked.
+        self.vocab_size: int | None = None
+        self.max_length: int | None = None
 
     def resolve_hook(self, hook: str) -> str:
         """Return ``hook`` (module paths are used as they are)."""
@@ -284,6 +311,7 @@ class ModuleHooks:
 
     def run(self, tokens: Any, hooks: Sequence[str]) -> dict[str, Any]:
         """Return the outputs ``(B, L, d)`` of the modules named in ``hooks``."""
+        check_token_ids(tokens, self.vocab_size, self.max_length)
         wanted = list(dict.fromkeys(hooks))
         store: dict[str, Any] = {}
         handles = []
@@ -365,6 +393,22 @@ def packaged_model_path(name: str) -> Path:
     return path
 
 
+def check_device(device: str | None) -> str:
+    """Return ``device`` (default: cuda when available) once torch knows it and it is there."""
+    torch = require_torch()
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device: {device!r} is not a torch device (cpu, cuda, cuda:1, mps)"
+        ) from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device")
+    return str(parsed)
+
+
 def load_model(
     name_or_path: str | Path,
     *,
@@ -407,11 +451,11 @@ def load_model(
         Both know their tokenizer (``.tokenizer``) and their layers (``layer_hook(i)`` on the
         runner :func:`runner_for` gives).
     """
-    torch = require_torch()
+    require_torch()
     check_choice(backend, "backend", ("auto", "transformer-lens", "transformers"))
     from semot.collection.hf import load_hf_model
 
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = check_device(device)
     if str(name_or_path) in PACKAGED_MODELS:
         packaged = packaged_model_path(str(name_or_path))
         if packaged.suffix == ".gguf":
