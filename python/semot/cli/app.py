@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-plots", action="store_true", help="tables and JSON only")
     sub.add_parser("version", help="print the version")
+    from semot.cli import bench_real as cli_bench_real
     from semot.cli import circuits as cli_circuits
     from semot.cli import collect as cli_collect
     from semot.cli import distributed as cli_distributed
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_circuits.add_parser(sub)
     cli_distributed.add_parsers(sub)
     cli_train.add_parser(sub)
+    cli_bench_real.add_parser(sub)
     args = parser.parse_args(argv)
     command = sub.choices[args.command]
     try:
@@ -208,6 +210,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli.collect import run_collect
 
         return run_collect(args, parser)
+    if args.command == "bench-real":
+        from semot.cli.bench_real import run_bench_real
+
+        return run_bench_real(args)
     if args.command == "train-sae":
         from semot.cli.train import run_train_sae
 

@@ -221,7 +221,7 @@ class TextFiles:
     def _docs(self) -> Iterator[Sequence[int]]:
         for p in self.paths:
             text = p.read_text(encoding="utf-8")
-            yield self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            yield self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
     def batches(self, batch_size: int) -> Iterator[TokenBatch]:
         """Yield the tokenised text in batches."""
@@ -277,7 +277,7 @@ class TextDocuments:
 
     def _docs(self) -> Iterator[Sequence[int]]:
         for doc in self.documents:
-            yield self.tokenizer(doc, add_special_tokens=False)["input_ids"]
+            yield self.tokenizer(doc, add_special_tokens=False, verbose=False)["input_ids"]
 
     def batches(self, batch_size: int) -> Iterator[TokenBatch]:
         """Yield the tokenised documents in batches."""
@@ -360,7 +360,7 @@ class DatasetTokens:
             if isinstance(value, str):
                 if self.tokenizer is None:
                     raise ValueError("dataset: text column but the model has no tokenizer")
-                yield self.tokenizer(value, add_special_tokens=False)["input_ids"]
+                yield self.tokenizer(value, add_special_tokens=False, verbose=False)["input_ids"]
             else:
                 yield list(value)
 
