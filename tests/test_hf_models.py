@@ -266,3 +266,61 @@ def test_bad_tokens_and_devices_are_clear_errors(saved):
         runner.run(torch.zeros(1, 65, dtype=torch.long), [hook])
     with pytest.raises(ValueError, match="device: 'bogus' is not a torch device"):
         load_model(root, device="bogus")
+
+
+def _write_tiny_gguf(model, path):
+    """Write a Llama ``model`` as a float32 GGUF file, the way llama.cpp's converter does."""
+    import gguf
+
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_vocab_size(cfg.vocab_size)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+
+    def permute(w, n_head):  # llama.cpp's rotary layout of q and k
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
+            w.shape
+        )
+
+    for name, tensor in model.state_dict().items():
+        w = tensor.numpy().astype(np.float32)
+        if name.endswith("q_proj.weight"):
+            w = permute(w, cfg.num_attention_heads)
+        if name.endswith("k_proj.weight"):
+            w = permute(w, cfg.num_key_value_heads)
+        base, suffix = name.rsplit(".", 1)
+        writer.add_tensor(f"{names.get_name(base)}.{suffix}", w)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_a_tiny_gguf_loads_through_transformers_with_the_same_hidden_states(tmp_path):
+    optional_import("gguf")
+    model, _ = _model("llama")
+    model.eval()
+    _write_tiny_gguf(model, tmp_path / "tiny.gguf")
+    tokens = torch.as_tensor(np.random.default_rng(0).integers(0, 47, size=(2, 9)))
+    with torch.no_grad():
+        expected = model(input_ids=tokens, output_hidden_states=True).hidden_states[2]
+    for runner in (
+        load_model(tmp_path, gguf_file="tiny.gguf", device="cpu"),
+        load_model(tmp_path / "tiny.gguf", device="cpu"),
+    ):
+        assert isinstance(runner, HFRunner) and runner.family == "llama"
+        hidden = runner.run(tokens, [runner.layer_hook(1)])[runner.layer_hook(1)]
+        torch.testing.assert_close(hidden, expected, rtol=1e-5, atol=1e-6)
+        # This file carries no tokenizer (SmolLM2's does): "special" then cannot be resolved.
+        assert runner.tokenizer is None
+    with pytest.raises(ValueError, match="gguf_file: .* is not a file"):
+        load_model(tmp_path, gguf_file="missing.gguf", device="cpu")
