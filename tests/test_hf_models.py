@@ -287,8 +287,10 @@ def _write_tiny_gguf(model, path):
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
 
     def permute(w, n_head):  # llama.cpp's rotary layout of q and k
-        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
-            w.shape
+        return (
+            w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(w.shape)
         )
 
     for name, tensor in model.state_dict().items():
@@ -322,5 +324,5 @@ def test_a_tiny_gguf_loads_through_transformers_with_the_same_hidden_states(tmp_
         torch.testing.assert_close(hidden, expected, rtol=1e-5, atol=1e-6)
         # This file carries no tokenizer (SmolLM2's does): "special" then cannot be resolved.
         assert runner.tokenizer is None
-    with pytest.raises(ValueError, match="gguf_file: .* is not a file"):
+    with pytest.raises(ValueError, match=r"gguf_file: .* is not a file"):
         load_model(tmp_path, gguf_file="missing.gguf", device="cpu")
