@@ -601,3 +601,22 @@ def test_a_corrupt_collection_checkpoint_pointer_is_refused(
         ckpt.pointer.write_text(pointer)
     with pytest.raises(CorruptFileError, match=match):
         ckpt.read()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("layer", 2**63, r"node 0 .*'layer' must be an integer .* int64"),
+        ("layer", str(-(2**63) - 1), r"'layer' must be an integer .* int64"),
+        ("ctx_idx", 2**64, r"'ctx_idx' must be a non-negative integer below 2\*\*63"),
+    ],
+)
+def test_graph_integers_beyond_int64_name_the_node(field: str, value: Any, message: str) -> None:
+    graph = small_graph()
+    graph["nodes"][0][field] = value
+    with pytest.raises(GraphFormatError, match=message):
+        AttributionGraph.from_dict(graph)
+    graph = small_graph()
+    graph["nodes"][0]["node_id"] = f"0_{2**64}_0"
+    with pytest.raises(GraphFormatError, match="feature index 18446744073709551616 is beyond"):
+        AttributionGraph.from_dict(graph)

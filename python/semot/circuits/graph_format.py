@@ -73,21 +73,28 @@ def is_number(x: Any) -> TypeGuard[numbers.Real]:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+_INT64 = (-(2**63), 2**63)
+
+
 def _as_int(x: Any) -> int | None:
-    """Return ``x`` as an int when it is an int, an integral float or a decimal string."""
+    """Return ``x`` as an int when it is an int64-sized int, integral float or decimal string."""
     if isinstance(x, bool):
         return None
+    value: int | None = None
     if isinstance(x, numbers.Integral):
-        return int(x)
-    if isinstance(x, numbers.Real):
+        value = int(x)
+    elif isinstance(x, numbers.Real):
         v = float(x)
-        return int(v) if math.isfinite(v) and v.is_integer() else None
-    if isinstance(x, str):
+        value = int(v) if math.isfinite(v) and v.is_integer() else None
+    elif isinstance(x, str):
         try:
-            return int(x.strip())
+            value = int(x.strip())
         except ValueError:
             return None
-    return None
+    # Beyond int64 the arrays of the graph cannot hold it: the caller's error names the node.
+    if value is None or not _INT64[0] <= value < _INT64[1]:
+        return None
+    return value
 
 
 def _kind_of(feature_type: str) -> NodeKind:
@@ -255,7 +262,10 @@ def parse_graph(data: Any, where: str = "") -> ParsedGraph:
                 raise fail(f"{name}: missing '{req}'")
         pos = _as_int(node["ctx_idx"])
         if pos is None or pos < 0:
-            raise fail(f"{name}: 'ctx_idx' must be a non-negative integer, got {node['ctx_idx']!r}")
+            raise fail(
+                f"{name}: 'ctx_idx' must be a non-negative integer below 2**63, got "
+                f"{node['ctx_idx']!r}"
+            )
         layer_val = node["layer"]
         if kind == "embedding":
             layer = -1
@@ -267,7 +277,8 @@ def parse_graph(data: Any, where: str = "") -> ParsedGraph:
             parsed = _as_int(layer_val)
             if parsed is None:
                 raise fail(
-                    f"{name}: 'layer' must be an integer or a decimal string, got {layer_val!r}"
+                    f"{name}: 'layer' must be an integer (or a decimal string) in the int64 "
+                    f"range, got {layer_val!r}"
                 )
             layer = parsed
         js = node.get("jsNodeId")
@@ -283,7 +294,10 @@ def parse_graph(data: Any, where: str = "") -> ParsedGraph:
         if kind == "feature":
             m = _FEATURE_ID.match(nid)
             if m and _as_int(layer_val) == int(m.group(1)) and int(m.group(3)) == pos:
-                feat[i] = int(m.group(2))
+                index = _as_int(m.group(2))
+                if index is None:
+                    raise fail(f"{name}: feature index {m.group(2)} is beyond the int64 range")
+                feat[i] = index
     layers = np.asarray(raw_layers, np.int64).reshape(n)
     is_logit = np.array([k == "logit" for k in kinds], bool).reshape(n)
     if is_logit.any():
