@@ -335,3 +335,25 @@ def test_cli_end_to_end(assets, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "target_fd: holds feature id 11 but the site 'sae_b' has d_sae = 8" in err
+
+
+def test_same_inputs_and_seed_give_the_same_table_for_any_thread_count(assets):
+    import pandas as pd
+
+    fds = load_run(assets["root"] / "run")
+    src, other = assets["sites"][0], assets["sites"][2]
+    kw = {"n_sources": 6, "sinkhorn_sources": 3, "ignore_token_ids": None, "progress": False}
+    threads = torch.get_num_threads()
+    tables = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            res = evaluate(
+                assets["model"], src, other, fds["sae_a"], fds["sae_c"], assets["heldout"], **kw
+            )
+            tables.append(res.table)
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+    assert len(res.source_ids) == 6
+    assert "decoder-cosine" not in set(res.table["method"])  # no SAE weights given

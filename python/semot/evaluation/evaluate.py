@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -197,6 +198,7 @@ def evaluate(
     source = as_token_source(tokens)
     sources = _choose_sources(np.asarray(source_fd.fired_ids, np.int64), n_sources, seed)
 
+    started = time.perf_counter()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -216,6 +218,7 @@ def evaluate(
     finally:
         if bar is not None:
             bar.close()
+    pass_seconds = time.perf_counter() - started
     split_a, split_b = stats.splits
     for name, sums in (("A", split_a), ("B", split_b)):
         if sums.n < 2:
@@ -235,7 +238,12 @@ def evaluate(
         sinkhorn_sources=sinkhorn_sources,
         seed=seed,
     )
-    return _result(stats, silver, corr_a, rankings, ths, source_site, target_site, target_fd)
+    result = _result(stats, silver, corr_a, rankings, ths, source_site, target_site, target_fd)
+    result.info["seconds"] = {
+        "token_pass": pass_seconds,
+        **{name: ranking.seconds for name, ranking in rankings.items()},
+    }
+    return result
 
 
 def _result(

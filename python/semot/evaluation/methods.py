@@ -7,6 +7,7 @@ sources and turns their frames into a :class:`Ranking`.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,12 +72,15 @@ class Ranking:
         Sources the method was run on.
     note : str
         How it was run (candidates, subsets).
+    seconds : float
+        Wall time of the method (not deterministic; reported, never compared).
     """
 
     method: str
     targets: npt.NDArray[np.int64]
     covered: npt.NDArray[np.bool_]
     note: str = ""
+    seconds: float = float("nan")
 
 
 def frame_ranking(
@@ -178,6 +182,13 @@ def run_methods(
         Seed of the sliced projections, the candidate search and the Sinkhorn subset.
     """
     out: dict[str, Ranking] = {}
+    clock = [time.perf_counter()]
+
+    def done(ranking: Ranking) -> Ranking:
+        now = time.perf_counter()
+        ranking.seconds, clock[0] = now - clock[0], now
+        return ranking
+
     n_tf = len(target_fd.fired_ids)
     sub_fd = source_fd.select(source_ids)
     k_near = max(TOP, SINKHORN_CANDIDATES)
@@ -187,25 +198,24 @@ def run_methods(
         warnings.simplefilter("ignore", UnfiredFeaturesWarning)
         cand, how = _candidates(len(source_ids) * n_tf)
         near = match(sub_fd, target_fd, distance="sliced", k=k_near, seed=seed, **cand)
-        out["semot-sliced"] = frame_ranking("semot-sliced", near, source_ids, how)
+        out["semot-sliced"] = done(frame_ranking("semot-sliced", near, source_ids, how))
         n_sf = len(source_fd.fired_ids)
         cand, how = _candidates(n_sf * n_tf)
         one = match(
             source_fd, target_fd, distance="sliced", assignment="one-to-one", seed=seed, **cand
         )
-        out["semot-sliced-1to1"] = frame_ranking(
-            "semot-sliced-1to1", one, source_ids, f"over all {n_sf} fired sources, {how}"
-        )
-        out["semot-sinkhorn"] = _sinkhorn(
-            source_fd, target_fd, source_ids, near, sinkhorn_sources, seed
+        note = f"over all {n_sf} fired sources, {how}"
+        out["semot-sliced-1to1"] = done(frame_ranking("semot-sliced-1to1", one, source_ids, note))
+        out["semot-sinkhorn"] = done(
+            _sinkhorn(source_fd, target_fd, source_ids, near, sinkhorn_sources, seed)
         )
         cen = centroid_match(sub_fd, target_fd, k=TOP)
-        out["centroid"] = frame_ranking("centroid", cen, source_ids)
+        out["centroid"] = done(frame_ranking("centroid", cen, source_ids))
     if source_sae is not None and target_sae is not None:
         n_tgt = int(target_sae["W_dec"].shape[0])
         dec = decoder_cosine_match(source_sae["W_dec"][source_ids], target_sae["W_dec"], k=TOP)
         dec["source"] = source_ids[dec["source"].to_numpy()]
-        out["decoder-cosine"] = frame_ranking("decoder-cosine", dec, source_ids)
+        out["decoder-cosine"] = done(frame_ranking("decoder-cosine", dec, source_ids))
         n_src = int(source_sae["W_dec"].shape[0])
         if n_src * n_tgt <= FULL_ASSIGNMENT_MAX:
             sm = sae_match(dict(source_sae), dict(target_sae))
@@ -214,11 +224,10 @@ def run_methods(
             sm = sae_match(_subset_state(source_sae, source_ids), dict(target_sae))
             sm["source"] = source_ids[sm["source"].to_numpy()]
             note = f"one-to-one of the {len(source_ids)} evaluated sources into all {n_tgt}"
-        out["sae-match"] = frame_ranking("sae-match", sm, source_ids, note)
+        out["sae-match"] = done(frame_ranking("sae-match", sm, source_ids, note))
     ac = matches_from_distances(1.0 - corr_b, source_ids, k=TOP)
-    out["activation-corr-B"] = frame_ranking(
-        "activation-corr-B", ac, source_ids, "Pearson r on held-out split B"
-    )
+    note = "Pearson r on held-out split B"
+    out["activation-corr-B"] = done(frame_ranking("activation-corr-B", ac, source_ids, note))
     return out
 
 

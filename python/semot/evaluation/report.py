@@ -216,10 +216,14 @@ class EvaluationResult:
             )
         shown = self.table[TABLE_COLUMNS]
         lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        notes = self.table.drop_duplicates("method")
-        for row in notes.itertuples(index=False):
-            if row.note:
-                lines.append(f"  {row.method}: {row.note}")
+        seconds = self.info.get("seconds", {})
+        if "token_pass" in seconds:
+            lines.append(f"  token pass: {seconds['token_pass']:.1f} s")
+        for row in self.table.drop_duplicates("method").itertuples(index=False):
+            took = seconds.get(row.method)
+            took_s = f" ({took:.1f} s)" if took is not None and not math.isnan(took) else ""
+            if row.note or took_s:
+                lines.append(f"  {row.method}: {row.note}{took_s}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
