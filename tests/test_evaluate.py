@@ -337,23 +337,28 @@ def test_cli_end_to_end(assets, tmp_path, capsys):
     assert "target_fd: holds feature id 11 but the site 'sae_b' has d_sae = 8" in err
 
 
-def test_same_inputs_and_seed_give_the_same_table_for_any_thread_count(assets):
+def test_same_table_for_any_thread_count_and_block_size(assets, monkeypatch):
     import pandas as pd
+
+    from semot.evaluation import methods
 
     fds = load_run(assets["root"] / "run")
     src, other = assets["sites"][0], assets["sites"][2]
+    saes = [load_sae(path=assets["root"] / n, device="cpu")[0] for n in ("sae_a", "sae_c")]
     kw = {"n_sources": 6, "sinkhorn_sources": 3, "ignore_token_ids": None, "progress": False}
     threads = torch.get_num_threads()
     tables = []
     try:
-        for n in (1, 2):
+        for n, block in ((1, methods.BLOCK), (2, 4)):  # 4: the nearest baselines in 2 blocks
             torch.set_num_threads(n)
+            monkeypatch.setattr(methods, "BLOCK", block)
             res = evaluate(
-                assets["model"], src, other, fds["sae_a"], fds["sae_c"], assets["heldout"], **kw
-            )
+                assets["model"], src, other, fds["sae_a"], fds["sae_c"], assets["heldout"],
+                source_sae=saes[0], target_sae=saes[1], **kw,
+            )  # fmt: skip
             tables.append(res.table)
     finally:
         torch.set_num_threads(threads)
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
     assert len(res.source_ids) == 6
-    assert "decoder-cosine" not in set(res.table["method"])  # no SAE weights given
+    assert list(dict.fromkeys(res.table["method"])) == ["silver-A", *METHODS]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from semot.matching.matcher import exact_stage, match, pair_distances
 from semot.matching.sets import feature_set
 
 __all__ = [
+    "BLOCK",
     "FULL_ASSIGNMENT_MAX",
     "METHODS",
     "PAIR_LIMIT",
@@ -42,6 +43,9 @@ PAIR_LIMIT = 2**20
 _N_CANDIDATES = 64
 #: Sinkhorn re-ranks this many of the sliced nearest targets of each of its sources.
 SINKHORN_CANDIDATES = 16
+#: Sources per dense (sources x targets) matrix of the nearest baselines (256 x 16384 float64:
+#: 34 MB, a few times that while the frame is built).
+BLOCK = 256
 #: SAE Match assigns over all features up to this many (source x target) entries of its cost
 #: matrix (float64: 134 MB); above it, only the evaluated sources are assigned into all targets.
 FULL_ASSIGNMENT_MAX = 2**24
@@ -209,12 +213,20 @@ def run_methods(
         out["semot-sinkhorn"] = done(
             _sinkhorn(source_fd, target_fd, source_ids, near, sinkhorn_sources, seed)
         )
-        cen = centroid_match(sub_fd, target_fd, k=TOP)
+        cen = _by_blocks(
+            source_ids, lambda ids: centroid_match(source_fd.select(ids), target_fd, k=TOP)
+        )
         out["centroid"] = done(frame_ranking("centroid", cen, source_ids))
     if source_sae is not None and target_sae is not None:
         n_tgt = int(target_sae["W_dec"].shape[0])
-        dec = decoder_cosine_match(source_sae["W_dec"][source_ids], target_sae["W_dec"], k=TOP)
-        dec["source"] = source_ids[dec["source"].to_numpy()]
+        w_s, w_t = source_sae["W_dec"], target_sae["W_dec"]
+
+        def cosine(ids: npt.NDArray[np.int64]) -> Any:
+            frame = decoder_cosine_match(w_s[ids], w_t, k=TOP)
+            frame["source"] = ids[frame["source"].to_numpy()]
+            return frame
+
+        dec = _by_blocks(source_ids, cosine)
         out["decoder-cosine"] = done(frame_ranking("decoder-cosine", dec, source_ids))
         n_src = int(source_sae["W_dec"].shape[0])
         if n_src * n_tgt <= FULL_ASSIGNMENT_MAX:
@@ -225,7 +237,12 @@ def run_methods(
             sm["source"] = source_ids[sm["source"].to_numpy()]
             note = f"one-to-one of the {len(source_ids)} evaluated sources into all {n_tgt}"
         out["sae-match"] = done(frame_ranking("sae-match", sm, source_ids, note))
-    ac = matches_from_distances(1.0 - corr_b, source_ids, k=TOP)
+
+    def correlation(ids: npt.NDArray[np.int64]) -> Any:
+        rows = np.searchsorted(source_ids, ids)  # source_ids is sorted
+        return matches_from_distances(1.0 - corr_b[rows], ids, k=TOP)
+
+    ac = _by_blocks(source_ids, correlation)
     note = "Pearson r on held-out split B"
     out["activation-corr-B"] = done(frame_ranking("activation-corr-B", ac, source_ids, note))
     return out
@@ -255,6 +272,18 @@ def _sinkhorn(
     )
     note = f"{len(chosen)} sources, re-ranking their {SINKHORN_CANDIDATES} sliced nearest targets"
     return frame_ranking("semot-sinkhorn", frame, source_ids, note)
+
+
+def _by_blocks(ids: npt.NDArray[np.int64], frame_of: Callable[[Any], Any]) -> Any:
+    """Concatenate ``frame_of(block)`` over blocks of :data:`BLOCK` sources (nearest frames only).
+
+    A nearest-assignment frame is per source, so blocks give the same rows as one call, with a
+    dense ``(BLOCK, n_target)`` matrix at a time instead of ``(len(ids), n_target)``.
+    """
+    import pandas as pd
+
+    frames = [frame_of(ids[i : i + BLOCK]) for i in range(0, len(ids), BLOCK)]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _positions(ids: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

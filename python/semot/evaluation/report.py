@@ -221,9 +221,11 @@ class EvaluationResult:
             lines.append(f"  token pass: {seconds['token_pass']:.1f} s")
         for row in self.table.drop_duplicates("method").itertuples(index=False):
             took = seconds.get(row.method)
-            took_s = f" ({took:.1f} s)" if took is not None and not math.isnan(took) else ""
-            if row.note or took_s:
-                lines.append(f"  {row.method}: {row.note}{took_s}")
+            parts = [row.note] if row.note else []
+            if took is not None and not math.isnan(took):
+                parts.append(f"{took:.1f} s")
+            if parts:
+                lines.append(f"  {row.method}: {', '.join(parts)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
