@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from semot.cli import circuits as cli_circuits
     from semot.cli import collect as cli_collect
     from semot.cli import distributed as cli_distributed
+    from semot.cli import evaluate as cli_evaluate
     from semot.cli import match as cli_match
     from semot.cli import train as cli_train
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_distributed.add_parsers(sub)
     cli_train.add_parser(sub)
     cli_bench_real.add_parser(sub)
+    cli_evaluate.add_parser(sub)
     args = parser.parse_args(argv)
     command = sub.choices[args.command]
     try:
@@ -218,6 +220,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli.train import run_train_sae
 
         return run_train_sae(args, parser)
+    if args.command == "evaluate":
+        from semot.cli.evaluate import run_evaluate
+
+        return run_evaluate(args, parser)
     if args.command == "info":
         from semot.cli.collect import run_info
 
