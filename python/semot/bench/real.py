@@ -152,8 +152,25 @@ def run_real_benchmark(
     cfg = PRESETS[preset] if isinstance(preset, str) else preset
     if isinstance(preset, str) and preset not in PRESETS:
         raise ValueError(f"preset: {preset!r} is not one of {sorted(PRESETS)}")
-    root = Path(cache) / f"{cfg.model}-{_digest(asdict(cfg))}"
+    # Each stage's folder is named by the settings it depends on, so changing, say, the
+    # evaluation keeps the SAEs and the run (the SAE folders check their own configuration).
+    root = Path(cache) / cfg.model
     root.mkdir(parents=True, exist_ok=True)
+    sae_key = {
+        k: getattr(cfg, k)
+        for k in ("layers", "context_length", "train_tokens", "d_sae", "k", "n_epochs",
+                  "train_batch_size", "lr", "batch_size", "seed")
+    }  # fmt: skip
+    run_key = {
+        **sae_key,
+        **{
+            k: getattr(cfg, k) for k in ("collect_tokens", "samples_per_feature", "reference_layer")
+        },
+    }
+    eval_key = {
+        **run_key,
+        **{k: getattr(cfg, k) for k in ("evaluate_tokens", "n_sources", "sinkhorn_sources")},
+    }
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -162,7 +179,7 @@ def run_real_benchmark(
     timings["load_model_s"] = time.perf_counter() - t0
 
     def token_part(part: str, n_tokens: int) -> Any:
-        path = root / f"tokens-{part}.npy"
+        path = root / f"tokens-{part}-{cfg.context_length}-{n_tokens}.npy"
         if path.is_file():
             return np.load(path)
         docs = corpus_documents(f"stdlib:{part}")
@@ -193,7 +210,7 @@ def run_real_benchmark(
         hooks,
         train,
         heldout,
-        root / "saes",
+        root / f"saes-{_digest(sae_key)}",
         TrainingConfig(
             d_sae=cfg.d_sae,
             k=cfg.k,
@@ -213,11 +230,11 @@ def run_real_benchmark(
         hook: Site.from_sae(sae, name=f"layer{layer}", identity=ident)
         for layer, (hook, (sae, ident)) in zip(cfg.layers, saes.items(), strict=True)
     }
-    run_dir = root / "run"
+    run_dir = root / f"run-{_digest(run_key)}"
     n_collect = int(tokens["collect"].size)
     if (run_dir / "run.json").is_file():
         runs = load_run(run_dir)
-        record = json.loads((root / "collect-timing.json").read_text())
+        record = json.loads((run_dir / "collect-timing.json").read_text())
     else:
         t0 = time.perf_counter()
         runs = collect(
@@ -237,7 +254,7 @@ def run_real_benchmark(
         seconds = time.perf_counter() - t0
         record = {"collect_s": seconds, "collect_tokens_per_s": n_collect / seconds}
         record.update(_forward_rate(runner, hooks, tokens["collect"], cfg.batch_size))
-        atomic_write_text(root / "collect-timing.json", json.dumps(record))
+        atomic_write_text(run_dir / "collect-timing.json", json.dumps(record))
     timings.update(record)
 
     pairs = []
@@ -245,7 +262,8 @@ def run_real_benchmark(
         for j in range(i + 1, len(cfg.layers)):
             a, b = hooks[i], hooks[j]
             name_a, name_b = sites[a].name, sites[b].name
-            path = root / f"eval-{name_a}-{name_b}.json"
+            path = root / f"eval-{_digest(eval_key)}" / f"{name_a}-{name_b}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
             if path.is_file():
                 result = json.loads(path.read_text())
             else:
