@@ -14,6 +14,7 @@ as one line too, ``semot <command>: warning: <what>``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import warnings
@@ -107,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"semot {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`semot info RUN | head`): not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _USER_ERRORS as e:
         # The user's to fix: one clear line naming the flags, no traceback.
         print(f"semot {args.command}: error: {flag_message(e, command)}", file=sys.stderr)
