@@ -14,6 +14,7 @@ from semot.cli.model_options import (
     site_hooks,
     token_source,
 )
+from semot.cli.options import non_negative_int, positive_int
 
 
 def add_parsers(sub: Any) -> None:
@@ -35,8 +36,10 @@ def add_parsers(sub: Any) -> None:
         "--sae-path", action="append", default=[], help="local sae-lens SAE dir (repeatable)"
     )
     add_token_options(c)
-    c.add_argument("--n-tokens", type=int, help="stop after this many tokens (default: all)")
-    c.add_argument("--samples-per-feature", type=int, default=128)
+    c.add_argument(
+        "--n-tokens", type=positive_int, help="stop after this many tokens (default: all)"
+    )
+    c.add_argument("--samples-per-feature", type=positive_int, default=128)
     c.add_argument("--mode", choices=["weighted", "top"], default="weighted")
     c.add_argument(
         "--reference", help="reference hook or block number (default: the latest SAE hook)"
@@ -46,17 +49,17 @@ def add_parsers(sub: Any) -> None:
     )
     c.add_argument(
         "--reduce",
-        type=int,
+        type=positive_int,
         metavar="N_COMPONENTS",
         dest="n_components",
         help="reduce support points to N_COMPONENTS dimensions (method: --reduce-method)",
     )
     c.add_argument("--reduce-method", choices=["random", "pca"], default="random")
     c.add_argument("--normalize", choices=["unit", "standardize"])
-    c.add_argument("--calibration-tokens", type=int, default=65536)
-    c.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--checkpoint-every", type=int, default=1_000_000, help="tokens")
+    c.add_argument("--calibration-tokens", type=positive_int, default=65536)
+    c.add_argument("--batch-size", type=positive_int, default=16, help="sequences per forward pass")
+    c.add_argument("--seed", type=non_negative_int, default=0)
+    c.add_argument("--checkpoint-every", type=positive_int, default=1_000_000, help="tokens")
     c.add_argument("--out", required=True, help="output run directory")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     c.add_argument("--overwrite", action="store_true", help="replace what is in --out")
@@ -67,17 +70,6 @@ def add_parsers(sub: Any) -> None:
 
 def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Carry out ``semot collect``."""
-    flags = {
-        "n_tokens": "--n-tokens",
-        "samples_per_feature": "--samples-per-feature",
-        "batch_size": "--batch-size",
-        "n_components": "--reduce",
-        "checkpoint_every": "--checkpoint-every",
-    }
-    for name, flag in flags.items():
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            parser.error(f"{flag} must be >= 1")
     if not args.sae_path and not args.sae_id:
         parser.error("give --sae-path DIR or --sae-release R --sae-id ID (repeatable)")
     if args.sae_id and not args.sae_release:

@@ -16,6 +16,7 @@ from semot.cli.model_options import (
     site_hooks,
     token_source,
 )
+from semot.cli.options import non_negative_int, positive_int
 
 
 def threshold_list(text: str) -> list[float]:
@@ -62,18 +63,22 @@ def add_parser(sub: Any) -> None:
     )
     add_site_options(e)
     add_token_options(e)
-    e.add_argument("--n-tokens", type=int, help="held-out tokens to read (default: all)")
-    e.add_argument("--n-sources", type=int, default=1024, help="source features evaluated")
+    e.add_argument("--n-tokens", type=positive_int, help="held-out tokens to read (default: all)")
+    e.add_argument("--n-sources", type=positive_int, default=1024, help="source features evaluated")
     e.add_argument(
         "--thresholds",
         type=threshold_list,
         default=[0.3, 0.5, 0.7],
         help="silver-standard correlation thresholds (default 0.3,0.5,0.7)",
     )
-    e.add_argument("--top-contexts", type=int, default=20, help="contexts kept per feature")
-    e.add_argument("--sinkhorn-sources", type=int, default=128, help="sources Sinkhorn covers")
-    e.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--top-contexts", type=positive_int, default=20, help="contexts kept per feature"
+    )
+    e.add_argument(
+        "--sinkhorn-sources", type=positive_int, default=128, help="sources Sinkhorn covers"
+    )
+    e.add_argument("--batch-size", type=positive_int, default=16, help="sequences per forward pass")
+    e.add_argument("--seed", type=non_negative_int, default=0)
     e.add_argument("--out", help="directory for report.json and top1_agreement.png")
     e.add_argument("--no-progress", action="store_true")
 
@@ -102,19 +107,6 @@ def _sae_source(
 
 def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Carry out ``semot evaluate``."""
-    flags = {
-        "n_tokens": "--n-tokens",
-        "n_sources": "--n-sources",
-        "top_contexts": "--top-contexts",
-        "sinkhorn_sources": "--sinkhorn-sources",
-        "batch_size": "--batch-size",
-    }
-    for name, flag in flags.items():
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            parser.error(f"{flag} must be >= 1")
-    if args.seed < 0:
-        parser.error("--seed must be >= 0")
     root = Path(args.run)
     record = _record(root, parser)
     sites = list(record.get("sites", {}))

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from semot.cli.options import positive_int
+
 __all__ = [
     "add_model_options",
     "add_site_options",
@@ -98,7 +100,7 @@ def add_token_options(parser: Any, *, prefix: str = "", required: bool = True) -
         parser.add_argument("--dataset-column", default="text")
         parser.add_argument(
             "--context-length",
-            type=int,
+            type=positive_int,
             default=128,
             help="tokens per sequence for --text / --dataset / --corpus",
         )
@@ -129,8 +131,6 @@ def token_source(
     ids, text = getattr(args, f"{key}tokens"), getattr(args, f"{key}text")
     dataset, corpus = getattr(args, f"{key}dataset"), getattr(args, f"{key}corpus")
     context = args.context_length
-    if context < 1:
-        parser.error("--context-length must be >= 1")
     if ids:
         path = Path(ids)
         if not path.is_file():

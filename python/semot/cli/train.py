@@ -13,6 +13,7 @@ from semot.cli.model_options import (
     site_hooks,
     token_source,
 )
+from semot.cli.options import non_negative_int, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -38,15 +39,17 @@ def add_parser(sub: Any) -> None:
         default=0.1,
         help="without --heldout-*: hold out this share of the sequences (default 0.1)",
     )
-    t.add_argument("--n-tokens", type=int, help="train on at most this many tokens")
-    t.add_argument("--n-heldout-tokens", type=int, help="evaluate on at most this many tokens")
-    t.add_argument("--d-sae", type=int, default=2048, help="latents per SAE")
-    t.add_argument("--k", type=int, default=32, help="latents kept per token (TopK)")
+    t.add_argument("--n-tokens", type=positive_int, help="train on at most this many tokens")
+    t.add_argument(
+        "--n-heldout-tokens", type=positive_int, help="evaluate on at most this many tokens"
+    )
+    t.add_argument("--d-sae", type=positive_int, default=2048, help="latents per SAE")
+    t.add_argument("--k", type=positive_int, default=32, help="latents kept per token (TopK)")
     t.add_argument("--epochs", type=float, default=8.0, help="passes over the cached tokens")
     t.add_argument("--lr", type=float, default=4e-4)
-    t.add_argument("--train-batch-size", type=int, default=4096, help="tokens per step")
-    t.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-batch-size", type=positive_int, default=4096, help="tokens per step")
+    t.add_argument("--batch-size", type=positive_int, default=16, help="sequences per forward pass")
+    t.add_argument("--seed", type=non_negative_int, default=0)
     t.add_argument("--out", required=True, help="directory of the SAEs and caches")
     t.add_argument("--no-progress", action="store_true")
 
@@ -55,10 +58,6 @@ def run_train_sae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     """Carry out ``semot train-sae``."""
     if not args.layers and not args.hook:
         parser.error("give --layers 3,7,12 or --hook NAME (repeatable): where to train")
-    for name in ("n_tokens", "n_heldout_tokens", "d_sae", "k", "train_batch_size", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     from semot.collection.models import runner_for
     from semot.collection.training import TrainingConfig, split_heldout, train_saes
 
