@@ -190,7 +190,36 @@ def _tokenizer_bos(tokenizer: Any, prepend_bos: bool) -> int | None:
     return int(bos) if bos is not None else None
 
 
-class TextFiles:
+class _Text:
+    """Text tokenised with a Hugging Face tokenizer and cut into fixed-length sequences.
+
+    Subclasses give the documents (:meth:`_texts`); documents are joined and cut into
+    sequences of ``context_length`` tokens (the tokenizer's BOS first when ``prepend_bos``),
+    and the final, shorter sequence is kept.
+    """
+
+    def __init__(self, tokenizer: Any, context_length: int, prepend_bos: bool, what: str) -> None:
+        if tokenizer is None:
+            raise ValueError(f"{what}: the model has no tokenizer; pass token ids instead")
+        self.tokenizer = tokenizer
+        self.context_length = check_positive_int(context_length, "context_length")
+        self.bos = _tokenizer_bos(tokenizer, prepend_bos)
+
+    def _texts(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def _docs(self) -> Iterator[Sequence[int]]:
+        for text in self._texts():
+            # Whole documents are tokenised before the cut: the tokenizer's warning about
+            # texts longer than the model's context does not apply.
+            yield self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def batches(self, batch_size: int) -> Iterator[TokenBatch]:
+        """Yield the tokenised text in batches."""
+        return _group(_chunk(self._docs(), self.context_length, self.bos), batch_size)
+
+
+class TextFiles(_Text):
     """Local text files tokenised with a Hugging Face tokenizer, cut into fixed-length sequences.
 
     Files are read in the order given, each as one document; documents are joined and cut into
@@ -212,20 +241,11 @@ class TextFiles:
         for p in self.paths:
             if not p.is_file():
                 raise ValueError(f"text: {p} is not a file")
-        if tokenizer is None:
-            raise ValueError("text: the model has no tokenizer; pass token ids instead")
-        self.tokenizer = tokenizer
-        self.context_length = check_positive_int(context_length, "context_length")
-        self.bos = _tokenizer_bos(tokenizer, prepend_bos)
+        super().__init__(tokenizer, context_length, prepend_bos, "text")
 
-    def _docs(self) -> Iterator[Sequence[int]]:
+    def _texts(self) -> Iterator[str]:
         for p in self.paths:
-            text = p.read_text(encoding="utf-8")
-            yield self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-
-    def batches(self, batch_size: int) -> Iterator[TokenBatch]:
-        """Yield the tokenised text in batches."""
-        return _group(_chunk(self._docs(), self.context_length, self.bos), batch_size)
+            yield p.read_text(encoding="utf-8")
 
     def describe(self) -> dict[str, Any]:
         """File names and sizes, context length, BOS."""
@@ -238,7 +258,7 @@ class TextFiles:
         }
 
 
-class TextDocuments:
+class TextDocuments(_Text):
     """Documents given as strings, tokenised and cut like :class:`TextFiles`.
 
     Parameters
@@ -268,20 +288,11 @@ class TextDocuments:
         for i, doc in enumerate(self.documents):
             if not isinstance(doc, str):
                 raise TypeError(f"documents: document {i} is {type(doc).__name__}, expected str")
-        if tokenizer is None:
-            raise ValueError("documents: the model has no tokenizer; pass token ids instead")
-        self.tokenizer = tokenizer
-        self.context_length = check_positive_int(context_length, "context_length")
-        self.bos = _tokenizer_bos(tokenizer, prepend_bos)
+        super().__init__(tokenizer, context_length, prepend_bos, "documents")
         self.name = name
 
-    def _docs(self) -> Iterator[Sequence[int]]:
-        for doc in self.documents:
-            yield self.tokenizer(doc, add_special_tokens=False, verbose=False)["input_ids"]
-
-    def batches(self, batch_size: int) -> Iterator[TokenBatch]:
-        """Yield the tokenised documents in batches."""
-        return _group(_chunk(self._docs(), self.context_length, self.bos), batch_size)
+    def _texts(self) -> Iterator[str]:
+        return iter(self.documents)
 
     def token_array(self) -> IntArray:
         """All sequences but a shorter last one, as one array ``(n_sequences, context_length)``."""
