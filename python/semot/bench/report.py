@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from semot._utils.jsonvalues import json_ready
 
 
 def _plt() -> Any:
@@ -107,22 +108,7 @@ def plot_examples(examples: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _json_ready(x: Any) -> Any:
-    """Turn numpy scalars into Python numbers, NaN into None, tuples into lists, keys into str."""
-    if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(float(x)) else float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
 def write_json(obj: Any, path: Path) -> Path:
     """Write ``obj`` as JSON (NaN becomes null, numpy scalars become numbers)."""
-    path.write_text(json.dumps(_json_ready(obj), indent=2) + "\n")
+    path.write_text(json.dumps(json_ready(obj), indent=2) + "\n")
     return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semot._utils.atomic import atomic_write_text
+from semot._utils.jsonvalues import json_ready
 from semot.evaluation.methods import TOP, Ranking
 from semot.evaluation.stats import EMPTY_KEY
 
@@ -159,20 +160,6 @@ def method_rows(
     return rows
 
 
-def _json_ready(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(float(x)) else float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
 @dataclass
 class EvaluationResult:
     """What :func:`semot.evaluation.evaluate` found.
@@ -233,7 +220,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready report: ``info``, ``silver`` and ``table`` as lists of records."""
-        out: dict[str, Any] = _json_ready(
+        out: dict[str, Any] = json_ready(
             {
                 "info": self.info,
                 "silver": self.silver.to_dict(orient="records"),
