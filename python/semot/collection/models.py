@@ -336,11 +336,20 @@ class ModuleHooks:
         return store
 
 
-def runner_for(model: Any) -> HookedRunner | ModuleHooks:
-    """Return the runner matching the model type."""
+def runner_for(model: Any) -> Any:
+    """Return the runner matching the model type.
+
+    A transformer-lens model gets a :class:`HookedRunner`, a runner (an object with ``run``,
+    ``check_hooks``, ``resolve_hook`` and ``device``, such as
+    :class:`~semot.collection.replay.StoredActivations`) is returned as it is, any other torch
+    module gets a :class:`ModuleHooks`.
+    """
     if hasattr(model, "run_with_hooks") and hasattr(model, "hook_dict"):
         return HookedRunner(model)
     if isinstance(model, (HookedRunner, ModuleHooks)):
+        return model
+    if all(hasattr(model, name) for name in ("run", "check_hooks", "resolve_hook", "device")):
+        # Any other runner (StoredActivations, a user's own) is driven as it is.
         return model
     return ModuleHooks(model)
 

@@ -239,7 +239,8 @@ class ReferenceMap:
 
     def _arr(self, name: str, like: Any) -> Any:
         arr = self.arrays[name]
-        if hasattr(like, "device"):
+        # numpy >= 2 arrays have a .device too (the array API's); only tensors get tensors.
+        if hasattr(like, "device") and not isinstance(like, np.ndarray):
             key = (name, str(like.device))
             if key not in self._cache:
                 import torch

@@ -1,0 +1,119 @@
+"""Tables of the method study (:mod:`semot.bench.study`): markdown from its records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["format_study", "study_frame", "summary_table"]
+
+
+def study_frame(report: dict[str, Any]) -> Any:
+    """Return the study's records as a pandas DataFrame (one row per measurement)."""
+    import pandas as pd
+
+    return pd.DataFrame(report["records"])
+
+
+def summary_table(
+    report: dict[str, Any],
+    *,
+    silver: str = "correlation",
+    threshold: float = 0.5,
+    sample: str | None = None,
+    geometries: list[str] | None = None,
+    methods: list[str] | None = None,
+    metric: str = "top1",
+) -> Any:
+    """Mean ``metric`` per (geometry, method) and hop count, with the spread over seeds.
+
+    Pairs of the same hop count are averaged first within a seed; the cell is the mean over
+    seeds and ``sd`` their standard deviation (0 with one seed).
+    """
+    frame = study_frame(report)
+    plan = report["plan"]
+    main = f"{plan['main']['mode']}-{plan['main']['samples_per_feature']}"
+    f = frame[(frame["silver"] == silver) & ((frame["threshold"] - threshold).abs() < 1e-9)]
+    f = f[f["sample"] == (sample or main)]
+    if geometries is not None:
+        f = f[f["geometry"].isin(geometries)]
+    if methods is not None:
+        f = f[f["method"].isin(methods)]
+    per_seed = f.groupby(["geometry", "method", "hops", "seed"], sort=False)[metric].mean()
+    stats = per_seed.groupby(["geometry", "method", "hops"], sort=False).agg(
+        ["mean", "std", "count"]
+    )
+    return stats.reset_index()
+
+
+def _cell(mean: float, sd: float, count: int) -> str:
+    if mean != mean:
+        return "n/a"
+    if count > 1 and sd == sd:
+        return f"{mean:.3f} ± {sd:.3f}"
+    return f"{mean:.3f}"
+
+
+def _markdown(table: Any, title: str) -> list[str]:
+    hops = sorted(table["hops"].unique())
+    lines = [
+        f"### {title}",
+        "",
+        "| geometry | method | "
+        + " | ".join(f"{h} hop{'s' if h > 1 else ''}" for h in hops)
+        + " |",
+        "|---|---|" + "---|" * len(hops),
+    ]
+    keys = list(dict.fromkeys(zip(table["geometry"], table["method"], strict=True)))
+    for geo, method in keys:
+        cells = []
+        for h in hops:
+            r = table[
+                (table["geometry"] == geo) & (table["method"] == method) & (table["hops"] == h)
+            ]
+            if r.empty:
+                cells.append("n/a")
+            else:
+                cells.append(
+                    _cell(
+                        float(r["mean"].iloc[0]), float(r["std"].iloc[0]), int(r["count"].iloc[0])
+                    )
+                )
+        lines.append(f"| {geo} | {method} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def format_study(report: dict[str, Any]) -> str:
+    """Markdown: the geometry x method table on both silver standards, then the other switches."""
+    cfg = report["config"]
+    plan = report["plan"]
+    lines = [
+        f"## Method study: {cfg['model']}, sites after blocks {list(cfg['layers'])}, TopK SAEs "
+        f"d_sae={cfg['d_sae']} k={cfg['k']}; seeds {list(plan['seeds'])}; {report['date']}",
+        "",
+        "Top-1 agreement with the silver target, mean ± sd over seeds (pairs of one hop count "
+        "averaged first).",
+        "",
+    ]
+    for pair in report["pairs"]:
+        lines.append(
+            f"- layer {pair['source']} -> {pair['target']} ({pair['hops']} hops): "
+            + ", ".join(f"{k[7:]}={v}" for k, v in pair.items() if k.startswith("n_silver"))
+            + f"; the two silver standards agree on {pair['silver_agreement']:.2f} of sources"
+        )
+    lines.append("")
+    main_geos = [g["name"] for g in (*plan["geometries"], *plan["single_seed_geometries"])]
+    lines += _markdown(summary_table(report, geometries=main_geos), "Correlation silver (r >= 0.5)")
+    lines += _markdown(
+        summary_table(report, silver="context", threshold=0.1, geometries=main_geos),
+        "Context silver (Jaccard >= 0.1)",
+    )
+    others = [
+        s for s in dict.fromkeys(r["sample"] for r in report["records"])
+        if s != f"{plan['main']['mode']}-{plan['main']['samples_per_feature']}"
+    ]  # fmt: skip
+    for s in others:
+        lines += _markdown(
+            summary_table(report, sample=s), f"Sample {s} (correlation silver r >= 0.5)"
+        )
+    return "\n".join(lines)
