@@ -35,6 +35,7 @@ from semot._utils.checks import check_choice, check_optional_positive_int, check
 from semot.circuits.graph import AttributionGraph
 from semot.circuits.metrics import graph_report
 from semot.clouds import PointClouds
+from semot.distances.centroid import centroid_pdist
 from semot.distances.choice import Distance, check_distance
 from semot.distances.sinkhorn import default_reg, sinkhorn_pdist
 from semot.distances.sliced import sliced_wasserstein_pdist
@@ -171,8 +172,10 @@ def semantic_distances(
     divergence with ``reg`` (default: 5 % of the median squared distance between support
     points). ``metric`` is the deprecated alias of ``distance``.
     """
-    chosen = check_distance(distance, metric)
-    if chosen == "sliced":
+    chosen = check_distance(distance, metric, default="sliced")
+    if chosen == "centroid":
+        cond = centroid_pdist(nd.clouds)
+    elif chosen == "sliced":
         cond = sliced_wasserstein_pdist(
             nd.clouds, n_projections=n_projections, seed=seed, n_threads=n_threads
         )
@@ -496,7 +499,7 @@ def compress(
         :func:`semot.circuits.graph.graph_report` (with agreement against the graph's hand-made
         supernodes when it has some).
     """
-    chosen = check_distance(distance, metric)
+    chosen = check_distance(distance, metric, default="sliced")
     missing: list[int] = []
     if distributions is None:
         if graph_weight not in (None, 1.0):

@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
         help="merge only within this many layers (0: the same layer)",
     )  # fmt: skip
     c.add_argument("--connected", action="store_true", help="merge only nodes joined by links")
-    add_distance_option(c)
+    add_distance_option(c, default="sliced")
     c.add_argument("--linkage", choices=["single", "average"], default="single")
     c.add_argument(
         "--graph-weight", type=finite_float,

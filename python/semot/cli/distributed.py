@@ -37,7 +37,7 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("run", help="a `semot collect` output dir (or a FeatureDistributions dir)")
     c.add_argument("--from", dest="source", required=True, help="site name, hook name or layer")
     c.add_argument("--to", dest="target", required=True, help="site name, hook name or layer")
-    add_distance_option(c)
+    add_distance_option(c, default="sliced", choices=("sliced", "sinkhorn"))
     c.add_argument("--method", choices=["exact", "quantile"], default="exact", help="sliced only")
     c.add_argument("--n-projections", type=positive_int, default=128)
     c.add_argument("--n-quantiles", type=positive_int, help="quantile levels (method quantile)")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from semot.distances.choice import Distance, check_distance
+from semot.distances.choice import DEFAULT_DISTANCE, DISTANCES, Distance, check_distance
 
 __all__ = [
     "add_distance_option",
@@ -120,24 +120,30 @@ def scheduler_address(text: str) -> str:
         ) from None
 
 
-def add_distance_option(parser: Any) -> None:
-    """Add ``--distance`` and its hidden, deprecated alias ``--metric``."""
+def add_distance_option(
+    parser: Any, default: Distance = DEFAULT_DISTANCE, choices: tuple[Distance, ...] = DISTANCES
+) -> None:
+    """Add ``--distance`` (``default`` when absent) and its hidden deprecated alias ``--metric``."""
+    names = {"centroid": "centroid of the clouds", "sliced": "sliced Wasserstein",
+             "sinkhorn": "Sinkhorn divergence"}  # fmt: skip
     parser.add_argument(
-        "--distance", choices=["sliced", "sinkhorn"],
-        help="sliced Wasserstein or Sinkhorn divergence (default: sliced)",
+        "--distance", choices=list(choices),
+        help=" or ".join(names[c] for c in choices) + f" (default: {default})",
     )  # fmt: skip
     # The old name; in POT "metric" is the ground cost, so it was renamed.
-    parser.add_argument("--metric", choices=["sliced", "sinkhorn"], help=argparse.SUPPRESS)
+    parser.add_argument("--metric", choices=list(choices), help=argparse.SUPPRESS)
+    parser.set_defaults(distance_default=default)
 
 
 def chosen_distance(args: argparse.Namespace) -> Distance:
     """Return the ``--distance`` of a command line (or of the deprecated ``--metric``)."""
+    default = getattr(args, "distance_default", DEFAULT_DISTANCE)
     if args.metric is None:
-        return check_distance(args.distance)
+        return check_distance(args.distance, default=default)
     if args.distance is not None:
         raise ValueError("--distance: give --distance or its deprecated alias --metric, not both")
     print("semot: --metric is deprecated; use --distance", file=sys.stderr)
-    return check_distance(args.metric)
+    return check_distance(args.metric, default=default)
 
 
 def _probe_directory(flag: str, path: Path, directory: Path) -> None:

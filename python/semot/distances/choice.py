@@ -1,9 +1,11 @@
 """The choice of distance between two feature distributions, as every stage above names it.
 
-``distance="sliced"`` is the sliced Wasserstein distance :math:`SW_2`,
-``distance="sinkhorn"`` the debiased Sinkhorn divergence (square root of the cost, as
-:mod:`semot.distances.sinkhorn` reports it). It was called ``metric`` in semot 0.1; in POT,
-``metric`` names the ground cost, so the choice of distance got its own name.
+``distance="centroid"`` is the distance between the clouds' activation-weighted means
+(:mod:`semot.distances.centroid`; the default, chosen by the method study), ``distance="sliced"``
+the sliced Wasserstein distance :math:`SW_2`, ``distance="sinkhorn"`` the debiased Sinkhorn
+divergence (square root of the cost, as :mod:`semot.distances.sinkhorn` reports it). It was
+called ``metric`` in semot 0.1; in POT, ``metric`` names the ground cost, so the choice of
+distance got its own name.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from typing import Any, Literal
 
 from semot._utils.checks import check_choice, renamed_argument
 
-__all__ = ["DISTANCES", "Distance", "check_distance"]
+__all__ = ["DEFAULT_DISTANCE", "DISTANCES", "Distance", "check_distance"]
 
-Distance = Literal["sliced", "sinkhorn"]
-DISTANCES: tuple[Distance, ...] = ("sliced", "sinkhorn")
+Distance = Literal["centroid", "sliced", "sinkhorn"]
+DISTANCES: tuple[Distance, ...] = ("centroid", "sliced", "sinkhorn")
+#: The distance chosen when none is given (see README, "Which method").
+DEFAULT_DISTANCE: Distance = "centroid"
 
 
-def check_distance(distance: Any, metric: Any = None, *, stacklevel: int = 4) -> Distance:
-    """Return the chosen distance, ``"sliced"`` when neither name is given.
+def check_distance(
+    distance: Any, metric: Any = None, *, stacklevel: int = 4, default: Distance = DEFAULT_DISTANCE
+) -> Distance:
+    """Return the chosen distance, ``default`` when neither name is given.
 
     ``metric`` is the deprecated alias of ``distance``: a DeprecationWarning (pointing
     ``stacklevel`` frames up; the default is the caller of the public function that calls this
@@ -32,5 +38,6 @@ def check_distance(distance: Any, metric: Any = None, *, stacklevel: int = 4) ->
         )  # fmt: skip
         out: Distance = check_choice(chosen, "metric", DISTANCES)
         return out
-    out = check_choice("sliced" if distance is None else distance, "distance", DISTANCES)
+    chosen = default if distance is None else distance
+    out = check_choice(chosen, "distance", DISTANCES)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ from semot._utils.checks import (
     check_positive_int,
 )
 from semot.clouds import PointClouds
+from semot.distances.centroid import centroid_pairs
 from semot.distances.choice import DISTANCES, Distance, check_distance
 from semot.distances.projections import random_projections
 from semot.distances.sinkhorn import ConvergenceWarning, sinkhorn_pairs
@@ -52,18 +53,27 @@ from semot.matching.search import (
     KnnBackend,
     resolve_knn_backend,
 )
+from semot.matching.sets import decoder_rows, feature_sets
 from semot.matching.sets import feature_set as feature_set
-from semot.matching.sets import feature_sets
 
 __all__ = [
     "DISTANCES",
+    "SCORES",
     "ExactStage",
     "MatchOptions",
+    "Score",
     "check_match_args",
+    "decoder_pair_distances",
     "exact_stage",
+    "joint_matches",
     "match",
     "pair_distances",
+    "rank_within_sources",
 ]
+
+
+Score = Literal["distance", "joint"]
+SCORES: tuple[Score, ...] = ("distance", "joint")
 
 
 class MatchOptions(NamedTuple):
@@ -167,6 +177,8 @@ def exact_stage(
     ``"sliced"``: ``random_projections(d, n_projections, seed)``; ``"sinkhorn"``: ``reg``,
     default :func:`semot.distances.sinkhorn.default_reg` ``(source, target, seed)``.
     """
+    if distance == "centroid":
+        return ExactStage("centroid", None, None, n_threads)
     if distance == "sliced":
         return ExactStage(
             "sliced", random_projections(source.dim, n_projections, seed), None, n_threads
@@ -198,6 +210,8 @@ def pair_distances(
         also reported by a ConvergenceWarning; the Dask match passes ``warn=False`` on its
         workers and reports the total once.
     """
+    if stage.distance == "centroid":
+        return centroid_pairs(source, target, pairs), 0
     if stage.distance == "sliced":
         d = sliced_wasserstein_pairs(
             source, target, pairs, projections=stage.projections, n_threads=stage.n_threads
@@ -234,6 +248,7 @@ def match(
     n_threads: int | None = None,
     knn_backend: KnnBackend | None = None,
     device: Any = None,
+    score: Score = "distance",
     metric: Distance | None = None,
 ) -> Any:
     r"""Match each source feature to target features by a distance between distributions.
@@ -243,11 +258,14 @@ def match(
     source, target : FeatureDistributions, PointClouds or list of clouds
         The two sets of features (for example two layers collected in one reference space).
         Features that never fired are left out with a warning.
-    distance : {"sliced", "sinkhorn"}, default "sliced"
-        ``"sliced"``: exact sliced Wasserstein distance :math:`SW_2` with ``n_projections``
-        directions from ``seed``; ``"sinkhorn"``: debiased Sinkhorn divergence with squared
-        Euclidean cost and regularisation ``reg`` (default: 5 % of the median squared distance
-        between support points), to the power 1/2 (see :mod:`semot.distances.sinkhorn`).
+    distance : {"centroid", "sliced", "sinkhorn"}, default "centroid"
+        ``"centroid"``: Euclidean distance between the clouds' activation-weighted means
+        (:mod:`semot.distances.centroid`; the default since the method study of the README,
+        "Which method"); ``"sliced"``: exact sliced Wasserstein distance :math:`SW_2` with
+        ``n_projections`` directions from ``seed``; ``"sinkhorn"``: debiased Sinkhorn
+        divergence with squared Euclidean cost and regularisation ``reg`` (default: 5 % of
+        the median squared distance between support points), to the power 1/2 (see
+        :mod:`semot.distances.sinkhorn`).
     k : int
         Targets reported per source feature (``assignment="nearest"``).
     assignment : {"nearest", "one-to-one"}
@@ -281,7 +299,14 @@ def match(
         Torch device of the candidate search (``"cuda"``, ``"cuda:1"``, ``"cpu"``); giving one
         selects ``knn_backend="torch"``, and is an error with ``"numpy"`` or ``"faiss"``.
         ``knn_backend="torch"`` without a device uses ``"cuda"``.
-    metric : {"sliced", "sinkhorn"}, optional
+    score : {"distance", "joint"}
+        What ranks the targets of a source. ``"distance"``: the distance. ``"joint"``: the
+        sum of the target's rank by the distance and its rank by decoder cosine among the
+        source's candidates (every target without ``candidates``), ties to the lower target
+        id; needs ``source_decoder`` and ``target_decoder``. It measured best on real SAEs
+        (README, "Which method"). The frame's ``distance`` column stays the distance and a
+        ``score`` column holds the rank sum; ``threshold`` and ``margin`` are not defined for it.
+    metric : {"centroid", "sliced", "sinkhorn"}, optional
         Deprecated alias of ``distance`` (in POT, ``metric`` is the ground cost).
 
     Returns
@@ -300,6 +325,12 @@ def match(
         knn_backend=knn_backend, device=device, n_projections=n_projections,
         n_quantiles=n_quantiles, reg=reg, n_threads=n_threads,
     )  # fmt: skip
+    check_choice(score, "score", SCORES)
+    if score == "joint":
+        if source_decoder is None or target_decoder is None:
+            raise ValueError("score: 'joint' needs source_decoder and target_decoder")
+        if opt.threshold is not None or opt.margin is not None:
+            raise ValueError("score: threshold and margin are not defined for score='joint'")
     src, tgt = feature_sets(source, target)
     if opt.candidates is None:
         pairs = all_pairs(len(src.ids), len(tgt.ids))
@@ -315,7 +346,91 @@ def match(
         seed=seed, n_threads=opt.n_threads,
     )  # fmt: skip
     dist, _ = pair_distances(src.clouds, tgt.clouds, pairs, stage)
+    if score == "joint":
+        ws = decoder_rows(source_decoder, src.ids, "source_decoder")
+        wt = decoder_rows(target_decoder, tgt.ids, "target_decoder")
+        return joint_matches(pairs, dist, decoder_pair_distances(ws, wt, pairs), src.ids,
+                             tgt.ids, k=opt.k, assignment=opt.assignment)  # fmt: skip
     return matches_from_pairs(
         pairs, dist, src.ids, tgt.ids, k=opt.k, assignment=opt.assignment,
         threshold=opt.threshold, margin=opt.margin,
     )  # fmt: skip
+
+
+def decoder_pair_distances(
+    source_rows: npt.NDArray[np.float64],
+    target_rows: npt.NDArray[np.float64],
+    pairs: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """``1 - cosine`` of the decoder rows of each (source index, target index) pair."""
+    if source_rows.shape[1] != target_rows.shape[1]:
+        raise ValueError(
+            f"source_decoder, target_decoder: rows of width {source_rows.shape[1]} and "
+            f"{target_rows.shape[1]} cannot be compared"
+        )
+
+    def unit(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        norm = np.linalg.norm(w, axis=1, keepdims=True)
+        return w / np.where(norm > 0, norm, 1.0)
+
+    us, ut = unit(source_rows), unit(target_rows)
+    out = np.empty(len(pairs))
+    block = 1 << 16
+    for start in range(0, len(pairs), block):
+        p = pairs[start : start + block]
+        out[start : start + len(p)] = 1.0 - np.einsum("ij,ij->i", us[p[:, 0]], ut[p[:, 1]])
+    return out
+
+
+def rank_within_sources(
+    pairs: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """Rank (0 = smallest) of each pair's value among the pairs of its source; ties by target."""
+    order = np.lexsort((pairs[:, 1], values, pairs[:, 0]))
+    src = pairs[order, 0]
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = src[1:] != src[:-1]
+    first = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order)) - first
+    return ranks
+
+
+def joint_matches(
+    pairs: npt.NDArray[np.int64],
+    dist: npt.NDArray[np.float64],
+    decoder_dist: npt.NDArray[np.float64],
+    source_ids: npt.NDArray[np.int64],
+    target_ids: npt.NDArray[np.int64],
+    *,
+    k: int,
+    assignment: Assignment,
+) -> Any:
+    """Return the match frame ranked by rank by ``dist`` + rank by ``decoder_dist``.
+
+    Ranks are taken among each source's pairs; the frame keeps the distance in ``distance``.
+    """
+    joint = (rank_within_sources(pairs, dist) + rank_within_sources(pairs, decoder_dist)).astype(
+        np.float64
+    )
+    frame = matches_from_pairs(
+        pairs, joint, source_ids, target_ids, k=k, assignment=assignment, threshold=None,
+        margin=None,
+    )  # fmt: skip
+    import pandas as pd
+
+    # Put the distance back beside the score, pair by pair (a left merge keeps the row order).
+    lookup = pd.DataFrame(
+        {
+            "source": source_ids[pairs[:, 0]],
+            "target": pd.array(target_ids[pairs[:, 1]], dtype="Int64"),
+            "distance": dist,
+        }
+    )
+    frame = frame.rename(columns={"distance": "score"})
+    frame["target"] = frame["target"].astype("Int64")
+    frame = frame.merge(lookup, on=["source", "target"], how="left")
+    columns = [c for c in frame.columns if c not in ("distance", "score")]
+    at = columns.index("rank") + 1
+    frame = frame[[*columns[:at], "distance", "score", *columns[at:]]]
+    return frame

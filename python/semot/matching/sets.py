@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semot.clouds import PointClouds, as_clouds
+from semot.distances.centroid import centroids
 from semot.errors import UnfiredFeaturesWarning
 
 __all__ = ["FeatureSet", "centroids", "decoder_rows", "feature_set", "feature_sets"]
@@ -81,20 +82,6 @@ def feature_sets(source: Any, target: Any, *, warn: bool = True) -> tuple[Featur
                 stacklevel=3,
             )
     return src, tgt
-
-
-def centroids(clouds: PointClouds) -> npt.NDArray[np.float64]:
-    r"""Activation-weighted mean of each cloud: row ``i`` is :math:`\sum_j w_{ij} x_{ij}`.
-
-    :class:`~semot.clouds.PointClouds` normalises the weights of each cloud to sum to one, so
-    row ``i`` is the mean of feature ``i``'s distribution. Returns ``(N, d)`` float64.
-    """
-    w = clouds.weights.astype(np.float64)[:, None] * clouds.points
-    sizes = np.diff(clouds.offsets)
-    owner = np.repeat(np.arange(len(clouds)), sizes)
-    out = np.zeros((len(clouds), clouds.dim))
-    np.add.at(out, owner, w)
-    return out
 
 
 def decoder_rows(w: Any, ids: npt.NDArray[np.int64], name: str) -> npt.NDArray[np.float64]:
