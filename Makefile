@@ -6,6 +6,7 @@
 #   make lint    all the checks CI runs on the sources (no rewriting)
 #   make test    cargo tests (no python feature) + pytest against the freshly built extension
 #   make bench   measured benchmark run, results in bench-results/<date>-<commit>.json
+#   make wheel   the release wheel into dist/ (Linux: abi3 manylinux2014 via zig, audited)
 #   make ci      the full CI script, exactly as CI runs it (bash .ci/run)
 #
 # The dev extras are listed once, in scripts/ci_deps.py (DEV_EXTRAS), shared with .ci/run.
@@ -25,7 +26,7 @@ BENCH_JSON ?= bench-results/$(BENCH_STAMP).json
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help dev build fmt lint lint-rust lint-python test test-rust test-python bench ci
+.PHONY: help dev build fmt lint lint-rust lint-python test test-rust test-python bench wheel ci
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -81,6 +82,12 @@ bench: build
 	env -u CI -u SEMOT_BENCH_SMOKE $(PY) -m pytest benches --benchmark-enable \
 		--benchmark-json=$(BENCH_JSON) $(BENCH_ARGS)
 	@echo "results: $(BENCH_JSON)"
+
+# The release wheel, built by scripts/build_wheel.sh (also the wheel stage of .ci/run): on Linux
+# an abi3 manylinux2014 wheel linked by zig (ziglang and auditwheel: the `wheel` extra, part of
+# `make dev`) and checked with `auditwheel show`; the `release` profile.
+wheel: $(PY)
+	env -u CONDA_PREFIX VIRTUAL_ENV=$(abspath $(VENV)) PYTHON=$(PY) bash scripts/build_wheel.sh dist
 
 ci:
 	bash .ci/run

@@ -8,7 +8,7 @@ the cached venv is rebuilt automatically.
 
 Usage::
 
-    python3 scripts/ci_deps.py extras                 # "test,lint"  (for maturin -E / pip .[...])
+    python3 scripts/ci_deps.py extras                 # "test,lint,wheel"  (for maturin -E / pip .[...])
     python3 scripts/ci_deps.py requirements           # build reqs + dependencies + DEV_EXTRAS deps
     python3 scripts/ci_deps.py requirements --extras test --no-build --no-project
 
@@ -24,8 +24,9 @@ from pathlib import Path
 
 # Extras installed into the dev / CI lint venv, in this order. This is the only list:
 # .ci/run and the Makefile read it from here. `test` pulls in `collect` (torch from PyPI, the
-# CUDA build on Linux, several GB): the venv cache keeps CI fast once it is built.
-DEV_EXTRAS: tuple[str, ...] = ("test", "lint")
+# CUDA build on Linux, several GB): the venv cache keeps CI fast once it is built. `wheel` is
+# what scripts/build_wheel.sh needs (ziglang, auditwheel) for the manylinux2014 wheel.
+DEV_EXTRAS: tuple[str, ...] = ("test", "lint", "wheel")
 
 ROOT = Path(__file__).resolve().parent.parent
 

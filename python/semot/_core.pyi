@@ -21,6 +21,10 @@ def sw_cdist(
     points_b: _F, weights_b: _F, offsets_b: _I,
     projections: _F, p: float, n_threads: int | None = None,
 ) -> _D: ...  # fmt: skip
+def sw_gemm_pairs(
+    points_a: _F, weights_a: _F, offsets_a: _I,
+    points_b: _F, weights_b: _F, offsets_b: _I, p: float,
+) -> int: ...  # fmt: skip
 def sw_pdist(
     points_a: _F, weights_a: _F, offsets_a: _I, projections: _F, p: float,
     n_threads: int | None = None,

@@ -143,6 +143,14 @@ impl<'a, T: Real> CloudsView<'a, T> {
         Ok(())
     }
 
+    /// Whether `other` views the very same arrays (then the two sets are one).
+    pub fn same_as(&self, other: &Self) -> bool {
+        std::ptr::eq(self.points, other.points)
+            && std::ptr::eq(self.weights, other.weights)
+            && std::ptr::eq(self.offsets, other.offsets)
+            && self.dim == other.dim
+    }
+
     /// Number of clouds.
     pub fn len(&self) -> usize {
         self.offsets.len() - 1

@@ -39,6 +39,22 @@ pub struct Embedder<'a, T> {
     scale: f64,
 }
 
+/// Buffers reused across the clouds one thread embeds.
+#[derive(Debug)]
+struct Scratch<T> {
+    pairs: Vec<(T, T)>,
+    vals: Vec<T>,
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        Self {
+            pairs: Vec::new(),
+            vals: Vec::new(),
+        }
+    }
+}
+
 impl<'a, T: Real> Embedder<'a, T> {
     /// Checks the parameters; `name` names the set in errors.
     ///
@@ -85,38 +101,71 @@ impl<'a, T: Real> Embedder<'a, T> {
 
     /// Embeds clouds `c0 .. c0 + out.len() / width` into `out` (row-major), on this thread.
     pub fn rows(&self, c0: usize, out: &mut [T]) {
-        let (width, q_levels) = (self.width(), self.n_quantiles);
-        let mut pairs = Vec::new();
-        let mut vals = Vec::new();
-        for (k, row) in out.chunks_mut(width).enumerate() {
-            let c = c0 + k;
-            let w = self.clouds.weights(c);
-            let n = w.len();
-            let projected = self.proj.project(self.clouds.points(c));
-            let uniform = w.iter().all(|&x| x == w[0]);
-            for l in 0..self.proj.len() {
-                let dst = &mut row[l * q_levels..(l + 1) * q_levels];
-                if uniform {
-                    // Equal weights: sorting the values alone is enough.
-                    vals.clear();
-                    vals.extend(projected.row(l).iter().copied());
-                    vals.sort_unstable_by(T::total_cmp);
-                    if n == q_levels {
-                        for (d, &v) in dst.iter_mut().zip(vals.iter()) {
-                            *d = T::from_f64(v.to_f64() * self.scale);
-                        }
-                        continue;
-                    }
-                    pairs.clear();
-                    pairs.extend(vals.iter().map(|&v| (v, T::one())));
-                } else {
-                    pairs.clear();
-                    pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
-                    pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
-                }
-                bin_averages(&pairs, dst, self.scale);
-            }
+        let mut scratch = Scratch::default();
+        for (k, row) in out.chunks_mut(self.width()).enumerate() {
+            self.embed(c0 + k, row, &mut scratch);
         }
+    }
+
+    /// Embeds the clouds `clouds` (in that order) into `out` (row-major), on this thread.
+    pub fn rows_of(&self, clouds: &[usize], out: &mut [T]) {
+        let mut scratch = Scratch::default();
+        for (&c, row) in clouds.iter().zip(out.chunks_mut(self.width())) {
+            self.embed(c, row, &mut scratch);
+        }
+    }
+
+    /// The embedding of cloud `c`, written to `row` (length [`Embedder::width`]).
+    fn embed(&self, c: usize, row: &mut [T], scratch: &mut Scratch<T>) {
+        let q_levels = self.n_quantiles;
+        let Scratch { pairs, vals } = scratch;
+        let w = self.clouds.weights(c);
+        let n = w.len();
+        let projected = self.proj.project(self.clouds.points(c));
+        let uniform = w.iter().all(|&x| x == w[0]);
+        for l in 0..self.proj.len() {
+            let dst = &mut row[l * q_levels..(l + 1) * q_levels];
+            if uniform {
+                // Equal weights: sorting the values alone is enough.
+                vals.clear();
+                vals.extend(projected.row(l).iter().copied());
+                vals.sort_unstable_by(T::total_cmp);
+                if n == q_levels {
+                    for (d, &v) in dst.iter_mut().zip(vals.iter()) {
+                        *d = T::from_f64(v.to_f64() * self.scale);
+                    }
+                    continue;
+                }
+                pairs.clear();
+                pairs.extend(vals.iter().map(|&v| (v, T::one())));
+            } else {
+                pairs.clear();
+                pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
+                pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
+            }
+            bin_averages(pairs, dst, self.scale);
+        }
+    }
+
+    /// The embeddings of the clouds `clouds` (in that order), row-major, computed in parallel.
+    ///
+    /// # Errors
+    /// An interrupt, or a buffer that cannot be allocated.
+    pub fn subset(&self, clouds: &[usize], exec: &Executor<'_>) -> Result<Vec<T>> {
+        let width = self.width();
+        let what = format!(
+            "{} embeddings of {} x {} quantiles",
+            clouds.len(),
+            self.proj.len(),
+            self.n_quantiles
+        );
+        let len = checked_len(clouds.len(), width, "n_quantiles", &what)?;
+        let mut out = try_vec(len, T::zero(), "n_quantiles", &what)?;
+        exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
+            let k = start / width;
+            self.rows_of(&clouds[k..k + rows.len() / width], rows);
+        })?;
+        Ok(out)
     }
 
     /// Every embedding, row-major `(len, width)`, computed in parallel.
@@ -283,58 +332,118 @@ fn from_gram<T: Real>(g: T, na: f64, nb: f64, x: &[T], y: &[T]) -> f64 {
     }
 }
 
+/// The column side of the matrix-product path: the embeddings of some clouds, centred on their
+/// mean row, with their squared norms.
+#[derive(Debug, Clone)]
+pub struct GramColumns<T> {
+    e: Vec<T>,
+    centre: Vec<T>,
+    norms: Vec<f64>,
+    width: usize,
+}
+
+impl<T: Real> GramColumns<T> {
+    /// Takes the embeddings `e` (row-major, `width` columns) and centres them in place.
+    pub fn new(mut e: Vec<T>, width: usize) -> Self {
+        let centre = mean_row(&e, width);
+        subtract(&mut e, &centre);
+        let norms = sq_norms(&e, width);
+        Self {
+            e,
+            centre,
+            norms,
+            width,
+        }
+    }
+
+    /// Number of columns (embedded clouds).
+    pub fn len(&self) -> usize {
+        self.norms.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.norms.is_empty()
+    }
+
+    /// Checks that `threads` blocks of up to `rows` rows can be allocated (the buffers of
+    /// [`GramColumns::distances`], allocated inside parallel loops).
+    ///
+    /// # Errors
+    /// [`Error::Memory`] when they cannot.
+    pub fn probe_blocks(&self, rows: usize, threads: usize) -> Result<()> {
+        let block = rows.max(1) * (self.width + self.len());
+        probe::<T>(
+            checked_len(block, threads, "n_quantiles", "blocks of embeddings")?,
+            "n_quantiles",
+            "blocks of embeddings and their products",
+        )
+    }
+
+    /// Euclidean distances between the embeddings of the clouds `rows` of `a` (computed here,
+    /// on this thread, as one block) and every column: `emit(k, j, d)` for `rows[k]` and
+    /// column `j`. The rounding of a distance depends on the block: the same `rows` against
+    /// the same columns always give the same bits.
+    pub fn distances(
+        &self,
+        a: &Embedder<'_, T>,
+        rows: &[usize],
+        mut emit: impl FnMut(usize, usize, f64),
+    ) {
+        let (width, r, nb) = (self.width, rows.len(), self.len());
+        if r == 0 || nb == 0 {
+            return;
+        }
+        let mut ea = vec![T::zero(); r * width];
+        a.rows_of(rows, &mut ea);
+        subtract(&mut ea, &self.centre);
+        let norm_a = sq_norms(&ea, width);
+        let mut g = vec![T::zero(); r * nb];
+        T::gemm_nt(&ea, &self.e, &mut g, r, nb, width);
+        for k in 0..r {
+            let x = &ea[k * width..(k + 1) * width];
+            for j in 0..nb {
+                let d = from_gram(
+                    g[k * nb + j],
+                    norm_a[k],
+                    self.norms[j],
+                    x,
+                    &self.e[j * width..(j + 1) * width],
+                );
+                emit(k, j, d);
+            }
+        }
+    }
+}
+
 /// Euclidean distances between the embeddings of every cloud of `a` and the rows of `eb`,
 /// row-major `(len(a), rows(eb))`.
 ///
 /// Only `eb` is held in full: the embeddings of `a` are computed block by block inside the
-/// parallel loop, so the extra memory is one embedding matrix plus a block per thread.
-/// Everything is centred on the mean row of `eb` (in place).
+/// parallel loop (blocks of [`GEMM_ROWS`] rows), so the extra memory is one embedding matrix
+/// plus a block per thread. Everything is centred on the mean row of `eb` (in place).
 ///
 /// # Errors
 /// An interrupt.
 pub fn euclidean_cdist<T: Real>(
     a: &Embedder<'_, T>,
-    mut eb: Vec<T>,
+    eb: Vec<T>,
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
     let width = a.width();
-    let centre = mean_row(&eb, width);
-    subtract(&mut eb, &centre);
-    let (na, nb) = (a.len(), eb.len() / width);
-    let norm_b = sq_norms(&eb, width);
+    let cols = GramColumns::new(eb, width);
+    let (na, nb) = (a.len(), cols.len());
     let what = format!("a {na} x {nb} distance matrix");
     let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
     if nb == 0 {
         return Ok(out);
     }
     // The blocks each thread allocates inside the loop, checked once up front.
-    let block = GEMM_ROWS.min(na.max(1)) * (width + nb);
-    probe::<T>(
-        checked_len(block, exec.threads(), "n_quantiles", "blocks of embeddings")?,
-        "n_quantiles",
-        "blocks of embeddings and their products",
-    )?;
+    cols.probe_blocks(GEMM_ROWS.min(na.max(1)), exec.threads())?;
     exec.fill(&mut out, GEMM_ROWS * nb, |start, rows| {
         let i0 = start / nb;
-        let r = rows.len() / nb;
-        let mut ea = vec![T::zero(); r * width];
-        a.rows(i0, &mut ea);
-        subtract(&mut ea, &centre);
-        let norm_a = sq_norms(&ea, width);
-        let mut g = vec![T::zero(); r * nb];
-        T::gemm_nt(&ea, &eb, &mut g, r, nb, width);
-        for di in 0..r {
-            let x = &ea[di * width..(di + 1) * width];
-            for j in 0..nb {
-                rows[di * nb + j] = from_gram(
-                    g[di * nb + j],
-                    norm_a[di],
-                    norm_b[j],
-                    x,
-                    &eb[j * width..(j + 1) * width],
-                );
-            }
-        }
+        let idx: Vec<usize> = (i0..i0 + rows.len() / nb).collect();
+        cols.distances(a, &idx, |k, j, d| rows[k * nb + j] = d);
     })?;
     Ok(out)
 }

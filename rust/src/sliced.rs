@@ -322,14 +322,81 @@ fn uniform_equal<T: Real>(sets: &[&CloudsView<'_, T>]) -> Option<usize> {
 /// `TILE_COLS` so that a few clouds of each side stay in cache.
 const TILE_ROWS: usize = 8;
 const TILE_COLS: usize = 8;
-/// From this many pairs on, [`cdist`] and [`pdist`] with `p = 2` take the matrix-product path
-/// of [`crate::quantile`] when every cloud has uniform weights and the same size (below it the
-/// path is not worth its setup). Part of the contract with the Python package, exported as
-/// `semot._core.GEMM_MIN_PAIRS`: the distributed driver sends each block down the path the
-/// whole call would take, so that its results are bit-identical to a single-process call.
+/// From this many pairs on, [`cdist`] with `p = 2` sends the pairs of clouds with uniform
+/// weights and the same size down the matrix-product path of [`crate::quantile`] (see
+/// [`Route`]), and [`pdist`] does when every cloud has uniform weights and the same size (below
+/// it the path is not worth its setup). Part of the contract with the Python package,
+/// exported as `semot._core.GEMM_MIN_PAIRS`: the distributed driver cuts a routed call into row
+/// stripes over all columns with at least this many pairs, so that each stripe routes as the
+/// whole call does and its results are bit-identical to a single-process call.
 pub const GEMM_MIN_PAIRS: usize = 4096;
 
+/// The size of a cloud with the weights `w` if they are uniform (all equal), else `None`.
+pub fn uniform_size<T: Real>(w: &[T]) -> Option<usize> {
+    w.iter().all(|&x| x == w[0]).then_some(w.len())
+}
+
+/// Which pairs of a `cdist` call take the matrix-product path: for `p = 2` and at least
+/// [`GEMM_MIN_PAIRS`] pairs, those between the clouds of `A` and of `B` that have uniform
+/// weights and `n` points, where `n` is the most common size among the clouds of `B` with
+/// uniform weights (the larger one on ties). The other pairs are merged.
+///
+/// `n` is chosen from `B` alone, so that a row stripe of `A` against all of `B` routes its
+/// pairs as the whole call does (the distributed driver's blocks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The common size of the routed clouds.
+    pub n: usize,
+    /// The routed clouds of `A`, increasing.
+    pub rows: Vec<usize>,
+    /// The routed clouds of `B`, increasing.
+    pub cols: Vec<usize>,
+}
+
+impl Route {
+    /// The route of a call on sets whose clouds have the sizes `a` and `b` ([`uniform_size`]);
+    /// `None` when no pair takes the matrix-product path.
+    pub fn new(a: &[Option<usize>], b: &[Option<usize>], p: f64) -> Option<Self> {
+        if p != 2.0 || a.len().saturating_mul(b.len()) < GEMM_MIN_PAIRS {
+            return None;
+        }
+        let mut sizes: Vec<usize> = b.iter().flatten().copied().collect();
+        sizes.sort_unstable();
+        let (mut n, mut best) = (0usize, 0usize);
+        for run in sizes.chunk_by(|x, y| x == y) {
+            if run.len() >= best {
+                (n, best) = (run[0], run.len());
+            }
+        }
+        let pick = |s: &[Option<usize>]| -> Vec<usize> {
+            (0..s.len()).filter(|&c| s[c] == Some(n)).collect()
+        };
+        let (rows, cols) = (pick(a), pick(b));
+        (!rows.is_empty() && !cols.is_empty()).then_some(Self { n, rows, cols })
+    }
+
+    /// The route of `cdist(a, b)` with order `p`.
+    pub fn of<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, T>, p: f64) -> Option<Self> {
+        let sizes = |s: &CloudsView<'_, T>| -> Vec<Option<usize>> {
+            (0..s.len()).map(|c| uniform_size(s.weights(c))).collect()
+        };
+        Self::new(&sizes(a), &sizes(b), p)
+    }
+
+    /// Number of pairs on the matrix-product path.
+    pub fn pairs(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+}
+
 /// `SW_p` between every cloud of `a` and every cloud of `b`, row-major `(len(a), len(b))`.
+///
+/// The pairs of the [`Route`] (uniform weights, equal sizes, `p = 2`) are one matrix product of
+/// sorted projections, computed in blocks of [`quantile::GEMM_ROWS`] rows of the output; every
+/// other pair is one merge per direction. A pair's value does not depend on the thread count,
+/// and a merged pair's value depends on its two clouds only. When `a` and `b` are the same
+/// set (the same arrays) each merged pair is computed once and mirrored (the merge is exactly
+/// symmetric).
 ///
 /// # Errors
 /// Invalid `p`, dimension mismatches, or an interrupt.
@@ -343,31 +410,162 @@ pub fn cdist<T: Real>(
     check_p(p)?;
     check_same_dim(a, b)?;
     let (na, nb) = (a.len(), b.len());
-    if p == 2.0 && na * nb >= GEMM_MIN_PAIRS {
-        if let Some(n) = uniform_equal(&[a, b]) {
-            let ea = quantile::Embedder::new(a, "A", proj, n, 2.0)?;
-            let eb = quantile::embedding(b, "B", proj, n, 2.0, exec)?;
+    let same = a.same_as(b);
+    let what = format!("a {na} x {nb} distance matrix");
+    let len = checked_len(na, nb, "B", &what)?;
+    if let Some(route) = Route::of(a, b, p) {
+        if route.rows.len() == na && route.cols.len() == nb {
+            // Everything on the matrix-product path: no sorted projections needed.
+            let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?;
+            let eb = quantile::embedding(b, "B", proj, route.n, 2.0, exec)?;
             return quantile::euclidean_cdist(&ea, eb, exec);
         }
+        return routed_cdist(a, b, &route, proj, same, exec);
     }
     let sa = Sorted::new(a, "A", proj, exec)?;
-    let sb = Sorted::new(b, "B", proj, exec)?;
+    let sb = if same {
+        None
+    } else {
+        Some(Sorted::new(b, "B", proj, exec)?)
+    };
+    let sb_ref = sb.as_ref().unwrap_or(&sa);
+    let mut out = try_vec(len, 0.0f64, "B", &what)?;
+    with_cost!(T, p, |cost| {
+        fill_matrix(
+            &mut out,
+            nb,
+            TILE_ROWS,
+            same,
+            exec,
+            |_, _| {},
+            |_, _| true,
+            |i, j| sa.distance(i, sb_ref, j, cost),
+        )
+    })?;
+    Ok(out)
+}
+
+/// [`cdist`] for a route that leaves some pairs to the merge.
+fn routed_cdist<T: Real>(
+    a: &CloudsView<'_, T>,
+    b: &CloudsView<'_, T>,
+    route: &Route,
+    proj: &Projections<'_, T>,
+    same: bool,
+    exec: &Executor<'_>,
+) -> Result<Vec<f64>> {
+    let (na, nb) = (a.len(), b.len());
+    let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?;
+    let eb = quantile::Embedder::new(b, "B", proj, route.n, 2.0)?;
+    let cols = quantile::GramColumns::new(eb.subset(&route.cols, exec)?, eb.width());
+    cols.probe_blocks(quantile::GEMM_ROWS.min(na), exec.threads())?;
+    let mask = |n: usize, set: &[usize]| {
+        let mut m = vec![false; n];
+        for &c in set {
+            m[c] = true;
+        }
+        m
+    };
+    let (in_rows, in_cols) = (mask(na, &route.rows), mask(nb, &route.cols));
+    // Sorted projections of the clouds some merged pair needs: a routed cloud of one side
+    // meets the merge only against an unrouted cloud of the other.
+    let needed = |n: usize, routed: &[bool], other_all_routed: bool| -> Vec<usize> {
+        (0..n)
+            .filter(|&c| !routed[c] || !other_all_routed)
+            .collect()
+    };
+    let need_a = needed(na, &in_rows, route.cols.len() == nb);
+    let sa = Sorted::new_subset(a, "A", &need_a, proj, exec)?;
+    let pos_a = positions(na, &need_a);
+    let (sb, pos_b) = if same {
+        (None, None)
+    } else {
+        let need_b = needed(nb, &in_cols, route.rows.len() == na);
+        let sb = Sorted::new_subset(b, "B", &need_b, proj, exec)?;
+        (Some(sb), Some(positions(nb, &need_b)))
+    };
+    let (sb, pos_b) = (sb.as_ref().unwrap_or(&sa), pos_b.as_ref().unwrap_or(&pos_a));
     let what = format!("a {na} x {nb} distance matrix");
     let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
-    with_cost!(T, p, |cost| {
-        exec.fill(&mut out, TILE_ROWS * nb, |start, rows| {
-            let i0 = start / nb;
-            let n_rows = rows.len() / nb;
-            for j0 in (0..nb).step_by(TILE_COLS) {
-                for di in 0..n_rows {
-                    for j in j0..(j0 + TILE_COLS).min(nb) {
-                        rows[di * nb + j] = sa.distance(i0 + di, &sb, j, cost);
+    fill_matrix(
+        &mut out,
+        nb,
+        quantile::GEMM_ROWS,
+        same,
+        exec,
+        |i0, rows| {
+            let r = rows.len() / nb;
+            let idx: Vec<usize> = (i0..i0 + r).filter(|&i| in_rows[i]).collect();
+            cols.distances(&ea, &idx, |k, jj, d| {
+                rows[(idx[k] - i0) * nb + route.cols[jj]] = d;
+            });
+        },
+        |i, j| !(in_rows[i] && in_cols[j]),
+        |i, j| sa.distance(pos_a[i], sb, pos_b[j], P2),
+    )?;
+    Ok(out)
+}
+
+/// Position of each cloud in `subset` (in order), `usize::MAX` for the others.
+fn positions(n: usize, subset: &[usize]) -> Vec<usize> {
+    let mut pos = vec![usize::MAX; n];
+    for (k, &c) in subset.iter().enumerate() {
+        pos[c] = k;
+    }
+    pos
+}
+
+/// Fills the row-major `(len / nb, nb)` matrix `out` in parallel chunks of `chunk_rows` rows
+/// (boundaries fixed by the sizes, so results are the same for any thread count): first
+/// `block(i0, rows)` on the chunk starting at row `i0`, then `pair(i, j)` for every pair with
+/// `merged(i, j)`, columns in tiles of [`TILE_COLS`]. With `symmetric` (`A` is `B`, square)
+/// only the merged pairs with `j >= i` are computed; the others are copied from `(j, i)`.
+fn fill_matrix(
+    out: &mut [f64],
+    nb: usize,
+    chunk_rows: usize,
+    symmetric: bool,
+    exec: &Executor<'_>,
+    block: impl Fn(usize, &mut [f64]) + Sync,
+    merged: impl Fn(usize, usize) -> bool + Sync,
+    pair: impl Fn(usize, usize) -> f64 + Sync,
+) -> Result<()> {
+    if nb == 0 {
+        return Ok(());
+    }
+    exec.fill(out, chunk_rows * nb, |start, rows| {
+        let i0 = start / nb;
+        let n_rows = rows.len() / nb;
+        block(i0, rows);
+        for j0 in (0..nb).step_by(TILE_COLS) {
+            for di in 0..n_rows {
+                let i = i0 + di;
+                let lo = if symmetric { j0.max(i) } else { j0 };
+                for j in lo..(j0 + TILE_COLS).min(nb) {
+                    if merged(i, j) {
+                        rows[di * nb + j] = pair(i, j);
                     }
                 }
             }
-        })
+        }
     })?;
-    Ok(out)
+    if symmetric {
+        // Lower triangle from the upper one, in square tiles (cache-friendly transposition).
+        const T: usize = 64;
+        let n = nb;
+        for i0 in (0..n).step_by(T) {
+            for j0 in (0..=i0).step_by(T) {
+                for i in i0..(i0 + T).min(n) {
+                    for j in j0..(j0 + T).min(i) {
+                        if merged(i, j) {
+                            out[i * n + j] = out[j * n + i];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `SW_p` between all pairs `i < j` of `a`, condensed in `scipy.spatial.distance.pdist` order.
@@ -633,6 +831,96 @@ mod tests {
             let scaled = sa.scaled_distance(0, &sb, 0, p);
             prop_assert!((plain - scaled).abs() <= 1e-9 * (1.0 + plain), "{} vs {}", plain, scaled);
         }
+    }
+
+    /// A set of `count` clouds in `d = 2`: mostly `n` uniform points; `kinds[c] % 4` makes
+    /// cloud `c` ragged (fewer points), weighted, or of another uniform size. Values on a
+    /// coarse grid, so that ties and duplicates are common.
+    fn mixed(count: usize, n: usize, kinds: &[u8], salt: usize) -> (Vec<f64>, Vec<f64>, Vec<i64>) {
+        let mut list = Vec::new();
+        for c in 0..count {
+            let kind = kinds[c % kinds.len()] % 4;
+            let m = match kind {
+                1 => 1 + (c + salt) % n.max(2).saturating_sub(1).max(1),
+                3 => n + 1 + c % 2,
+                _ => n,
+            };
+            let pts: Vec<f64> = (0..m * 2)
+                .map(|k| ((k * 7 + c * 13 + salt * 3) % 11) as f64 * 0.5 - 2.0)
+                .collect();
+            let w: Vec<f64> = (0..m)
+                .map(|k| {
+                    if kind == 2 {
+                        1.0 + ((k + c) % 3) as f64
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            list.push((pts, w));
+        }
+        clouds_from(&list, 2)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn routed_cdist_equals_all_merge(
+            kinds_a in prop::collection::vec(0u8..12, 1..20),
+            kinds_b in prop::collection::vec(0u8..12, 1..20),
+            n in 1usize..6,
+            na in 64usize..90,
+            nb in 64usize..80,
+            threads in 1usize..4,
+        ) {
+            let (pa, wa, oa) = mixed(na, n, &kinds_a, 0);
+            let (pb, wb, ob) = mixed(nb, n, &kinds_b, 5);
+            let a = CloudsView::new("A", &pa, 2, &wa, &oa).unwrap();
+            let b = CloudsView::new("B", &pb, 2, &wb, &ob).unwrap();
+            let proj = random_directions(2, 5, 3).unwrap();
+            let pr = Projections::new(&proj, 2, 5).unwrap();
+            let ex = Executor::new(Some(threads)).unwrap();
+            let got = cdist(&a, &b, &pr, 2.0, &ex).unwrap();
+            let all: Vec<i64> = (0..na as i64).flat_map(|i| (0..nb as i64).flat_map(move |j| [i, j])).collect();
+            let want = pairs(&a, &b, &all, &pr, 2.0, &ex).unwrap();
+            let route = Route::of(&a, &b, 2.0);
+            let routed = |i: usize, j: usize| route.as_ref().is_some_and(|r| r.rows.contains(&i) && r.cols.contains(&j));
+            for i in 0..na {
+                for j in 0..nb {
+                    let (g, w) = (got[i * nb + j], want[i * nb + j]);
+                    if routed(i, j) {
+                        prop_assert!((g - w).abs() <= 1e-7 * (1.0 + w), "({}, {}): {} vs {}", i, j, g, w);
+                    } else {
+                        prop_assert_eq!(g.to_bits(), w.to_bits(), "({}, {})", i, j);
+                    }
+                }
+            }
+            // One thread, and row stripes at multiples of GEMM_ROWS: the same bits.
+            let one = cdist(&a, &b, &pr, 2.0, &Executor::sequential()).unwrap();
+            prop_assert_eq!(&one, &got);
+            // The same set: each merged pair once, mirrored; equal to the two-sided values.
+            let same = cdist(&a, &a, &pr, 2.0, &ex).unwrap();
+            let (pc, wc, oc) = (pa.clone(), wa.clone(), oa.clone());
+            let copy = CloudsView::new("B", &pc, 2, &wc, &oc).unwrap();
+            let two_sided = cdist(&a, &copy, &pr, 2.0, &ex).unwrap();
+            prop_assert_eq!(&same, &two_sided);
+        }
+    }
+
+    #[test]
+    fn route_picks_the_most_common_uniform_size_of_b() {
+        let b: Vec<Option<usize>> = [vec![Some(5); 40], vec![Some(7); 30], vec![None; 50]].concat();
+        let a: Vec<Option<usize>> = [vec![Some(7); 50], vec![Some(5); 20], vec![None; 3]].concat();
+        let r = Route::new(&a, &b, 2.0).unwrap();
+        assert_eq!((r.n, r.rows.len(), r.cols.len()), (5, 20, 40));
+        assert_eq!(r.rows[0], 50);
+        assert!(Route::new(&a, &b, 1.0).is_none());
+        // Ties go to the larger size; no uniform cloud of that size in A: no route.
+        let tie: Vec<Option<usize>> = [vec![Some(5); 40], vec![Some(9); 40]].concat();
+        assert_eq!(Route::new(&tie, &tie, 2.0).unwrap().n, 9);
+        assert!(Route::new(&a, &tie, 2.0).is_none());
+        // Below GEMM_MIN_PAIRS pairs: no route.
+        assert!(Route::new(&a[..10], &b[..10], 2.0).is_none());
     }
 
     #[test]

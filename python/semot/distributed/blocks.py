@@ -1,11 +1,11 @@
 """Block layouts of the Dask functions, aligned with the blocks of the Rust kernels.
 
 A Dask run is a list of :class:`Block` s (rows ``r0:r1`` x columns ``c0:c1``). The Rust
-kernels take a matrix-product path for some inputs (quantile distances, and exact sliced
-distances with ``p = 2`` and uniform, equal-size clouds from ``_GEMM_MIN_PAIRS`` pairs on) and
-cut it into chunks of ``_GEMM_ROWS`` rows; a block must take the same path as the whole call
-and start where the whole call starts a chunk, so that every rounding, hence the result, is
-the single-process one bit for bit. :func:`stripes` and :func:`takes_gemm_path` keep those
+kernels take a matrix-product path for some pairs (quantile distances; exact sliced distances
+with ``p = 2`` from ``_GEMM_MIN_PAIRS`` pairs on, for the pairs of uniform clouds of one size)
+and cut it into chunks of ``_GEMM_ROWS`` rows; a block must route its pairs as the whole call
+does and start where the whole call starts a chunk, so that every rounding, hence the result,
+is the single-process one bit for bit. :func:`stripes` and :func:`takes_gemm_path` keep those
 two rules; :func:`tiles` cuts the other paths (merge, Sinkhorn), which have no such chunks.
 """
 
@@ -29,7 +29,6 @@ __all__ = [
     "stripes",
     "takes_gemm_path",
     "tiles",
-    "uniform_equal",
 ]
 
 #: Default side of a square block of pairs (merge and Sinkhorn paths).
@@ -62,18 +61,6 @@ def clouds_rows(c: PointClouds, lo: int, hi: int) -> PointClouds:
     """Clouds ``lo:hi`` as views (no copy)."""
     s, e = int(c.offsets[lo]), int(c.offsets[hi])
     return PointClouds.from_csr_unchecked(c.points[s:e], c.weights[s:e], c.offsets[lo : hi + 1] - s)
-
-
-def uniform_equal(*sets: PointClouds) -> bool:
-    """Whether every cloud has the same size and uniform weights (the Rust kernels' test)."""
-    n = int(sets[0].sizes[0])
-    for s in sets:
-        if (s.sizes != n).any():
-            return False
-        w = s.weights.reshape(-1, n)
-        if not (w == w[:, :1]).all():
-            return False
-    return True
 
 
 def tiles(na: int, nb: int, rows: int, cols: int) -> list[Block]:
@@ -117,12 +104,20 @@ def block_shape(block_size: int | tuple[int, int] | None, default: int) -> tuple
 
 
 def takes_gemm_path(a: PointClouds, b: PointClouds, p: float) -> bool:
-    """Whether the Rust exact sliced cdist of ``a`` x ``b`` takes its matrix-product path.
+    """Whether the Rust exact sliced cdist of ``a`` x ``b`` sends pairs down its matrix product.
 
-    It does for ``p = 2`` from ``_GEMM_MIN_PAIRS`` pairs on when every cloud has the same
-    size and uniform weights (:func:`uniform_equal`).
+    It does for ``p = 2`` from ``_GEMM_MIN_PAIRS`` pairs on, for the pairs of clouds with
+    uniform weights and the size most common among the uniform clouds of ``b``; the other
+    pairs are merged (``_core.sw_gemm_pairs`` applies the kernel's own rule). Since the size
+    is chosen from ``b``, a row stripe of ``a`` against all of ``b`` routes its pairs as the
+    whole call does.
     """
-    return p == 2 and len(a) * len(b) >= _GEMM_MIN_PAIRS and uniform_equal(a, b)
+    if p != 2 or len(a) * len(b) < _GEMM_MIN_PAIRS:
+        return False
+    routed = _core.sw_gemm_pairs(
+        a.points, a.weights, a.offsets, b.points, b.weights, b.offsets, float(p)
+    )
+    return routed > 0
 
 
 def gemm_stripes(na: int, nb: int, height: int, exact: bool) -> list[Block]:

@@ -14,8 +14,8 @@ The clouds (and the projections) are sent to every worker once (``scatter(broadc
 not with every task. A worker that dies mid-run has its blocks recomputed elsewhere (Dask's
 own bookkeeping); since every block is computed by the same deterministic kernel, the result
 is the single-process one, bit for bit: for exact sliced distances and Sinkhorn, and for the
-matrix-product paths (quantile, and exact with uniform weights), whose blocks are row stripes
-starting where the single-process kernel starts its own row blocks.
+matrix-product paths (quantile, and the pairs of uniform, equal-size clouds of exact calls),
+whose blocks are row stripes starting where the single-process kernel starts its own row blocks.
 
 Connection problems are bounded by ``timeout``: an unreachable scheduler, a scheduler that goes
 away mid-run, or a cluster left without workers raise :class:`SchedulerUnavailableError`
@@ -227,9 +227,9 @@ def sliced_wasserstein_cdist(
         workers. With ``out``, the file is written too.
     block_size : int or (int, int), optional
         Rows and columns per block (default 512). Matrix-product paths (``method="quantile"``,
-        or exact with ``p = 2`` and uniform, equal-size clouds) use row stripes over all
-        columns instead, ``block_size`` rows high (default 1024) rounded up to a multiple of
-        128.
+        or exact with ``p = 2`` when some pairs of uniform, equal-size clouds take it) use row
+        stripes over all columns instead, ``block_size`` rows high (default 1024) rounded up
+        to a multiple of 128.
     overwrite : bool
         Replace an existing ``out`` instead of resuming it.
     checkpoint : str or path, optional

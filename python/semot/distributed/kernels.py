@@ -65,8 +65,8 @@ class SlicedKernel:
     method: str
     n_quantiles: int
     n_threads: int | None
-    # True when the whole call would take the merge path: a block of uniform, equal-size
-    # clouds must then not switch to the matrix-product path (different rounding).
+    # True when the whole call merges every pair: a block whose own clouds would send some
+    # pairs down the matrix-product path must then merge them too (different rounding).
     merge_only: bool
 
     def block(self, a: PointClouds, b: PointClouds) -> tuple[npt.NDArray[np.float64], int]:

@@ -240,8 +240,8 @@ pub(crate) fn csr<'py>(
 mod _core {
     #[pymodule_export]
     use super::sliced::{
-        quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist, sw_pairs,
-        sw_pdist, wasserstein_1d,
+        quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist,
+        sw_gemm_pairs, sw_pairs, sw_pdist, wasserstein_1d,
     };
 
     #[pymodule_export]

@@ -129,6 +129,28 @@ fn a_len(set: &CsrSet<'_>) -> usize {
     }
 }
 
+/// How many pairs of `sw_cdist` on these sets (with order `p`) take the matrix-product path
+/// ([`sliced::Route`]); 0 when every pair is merged.
+#[pyfunction]
+#[pyo3(signature = (points_a, weights_a, offsets_a, points_b, weights_b, offsets_b, p))]
+pub(crate) fn sw_gemm_pairs<'py>(
+    points_a: Array2<'py>,
+    weights_a: Array1<'py>,
+    offsets_a: PyReadonlyArray1<'py, i64>,
+    points_b: Array2<'py>,
+    weights_b: Array1<'py>,
+    offsets_b: PyReadonlyArray1<'py, i64>,
+    p: f64,
+) -> PyResult<usize> {
+    let a = csr("A", points_a, weights_a, offsets_a)?;
+    let b = csr("B", points_b, weights_b, offsets_b)?;
+    with_dtype!((a, b), |T| {
+        let (va, vb) = (a.view("A")?, b.view("B")?);
+        wasserstein1d::check_p(p).map_err(to_pyerr)?;
+        Ok(sliced::Route::of(&va, &vb, p).map_or(0, |r| r.pairs()))
+    })
+}
+
 /// Exact sliced Wasserstein distances between all pairs of clouds of A (condensed).
 #[pyfunction]
 #[pyo3(signature = (points_a, weights_a, offsets_a, projections, p, n_threads=None))]
