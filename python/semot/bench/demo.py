@@ -234,7 +234,7 @@ def _write_report(
 
 
 def _write_browser(out: Path, model: Any, col: Any, graph: Any) -> Path:
-    """The feature browser of the planted run (stream 0): adjacent layers matched, chained."""
+    """Write the feature browser of the planted run (stream 0): adjacent layers, chained."""
     import warnings
 
     from semot.browser import write_browser
