@@ -183,7 +183,11 @@ def write_browser(
     steps = resolve_chain(sites, frames, chain) if chain else []
     if graph is not None and not isinstance(graph, AttributionGraph):
         graph = AttributionGraph.load(graph)
+    # Sites in layer order when every site has a layer number (run records sort by name).
+    layers = [site_layer(sites[n], n) for n in sites]
     names = list(sites)
+    if all(x is not None for x in layers):
+        names = [n for _, _, n in sorted(zip(layers, range(len(names)), names, strict=True))]
     pos_of = {n: j for j, n in enumerate(names)}
 
     out.mkdir(parents=True, exist_ok=True)

@@ -414,10 +414,13 @@
         const hist = el("div", { class: "histbox" }, el("div", { class: "muted", text: "activations of the sampled points" }),
                         histogram(rec.h));
         main.append(el("div", { class: "fsummary" }, head, hist));
-        chains.forEach(([r, k]) => {
-          main.append(el("div", { class: "chainbox" }, el("h3", { text: "Chain" }),
-                         chainPath(meta.chain, r[1], r[2], k)));
-        });
+        if (chains.length) {
+          const box = el("div", { class: "chainbox" },
+                         el("h3", { text: chains.length > 1 ? chains.length + " chains through this feature" : "Chain" }));
+          chains.slice(0, 3).forEach(([r, k]) => box.append(chainPath(meta.chain, r[1], r[2], k)));
+          if (chains.length > 3) box.append(el("p", { class: "muted", text: "(the first 3 shown)" }));
+          main.append(box);
+        }
         const left = el("section", { class: "col", id: "contexts" },
                         el("h3", { text: "Top contexts" }), contextList(rec.top, rec.amax, "top"),
                         el("h3", { text: "Sampled contexts" }), contextList(rec.smp, rec.amax, "sampled"));
