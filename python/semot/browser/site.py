@@ -178,8 +178,8 @@ def write_browser(
     out = Path(out)
     _check_out(out, overwrite)
     sites, root = load_sites(run)
-    contexts = load_contexts(sites, root, tokens, tokenizer)
     frames = load_frames(sites, matches)
+    contexts = load_contexts(sites, root, tokens, tokenizer)
     steps = resolve_chain(sites, frames, chain) if chain else []
     if graph is not None and not isinstance(graph, AttributionGraph):
         graph = AttributionGraph.load(graph)
