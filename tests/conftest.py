@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,7 +92,7 @@ def chromium_paths() -> tuple[str, str] | None:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> object:
+def chromium() -> Iterator[Any]:
     """One headless Chromium session per test module (selenium WebDriver), with console logs.
 
     Skips outside CI when chromium / chromium-driver are not installed (Debian:
@@ -122,7 +124,7 @@ def chromium() -> object:
         driver.quit()
 
 
-def artifacts_dir(tmp_path: object) -> str:
+def artifacts_dir(tmp_path: Any) -> str:
     """Where tests save screenshots: $SEMOT_TEST_ARTIFACTS (CI keeps it), else ``tmp_path``."""
     path = os.environ.get("SEMOT_TEST_ARTIFACTS") or str(tmp_path)
     os.makedirs(path, exist_ok=True)
