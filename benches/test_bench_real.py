@@ -36,6 +36,11 @@ def test_real_model_benchmark_end_to_end(tmp_path, real_cache):
     text = format_report(report)
     assert "| semot-sliced |" in text and "tokens/s" in text
     assert json.loads((out / "report.json").read_text())["config"]["model"] == cfg.model
+    # The feature browser of the run, with the stored contexts' strings from the tokenizer.
+    browser = out / "browser"
+    assert (browser / "index.html").is_file() and (browser / "pairs.parquet").is_file()
+    assert '"chain":[0,1,2]' in (browser / "data" / "meta.js").read_text()
+    assert any((tmp_path / "cache").rglob("contexts.safetensors"))
     # A rerun reuses every cached piece: the same numbers.
     again = run_real_benchmark(PRESET, cache=real_cache, progress=False)
     assert again["by_hops"] == report["by_hops"]

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,3 +71,61 @@ def random_clouds(
         w = np.ones(n) if uniform else rng.random(n) + 0.05
         out.append((pts, w.astype(dtype)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Headless Chromium (Debian's chromium + chromium-driver, driven by selenium) for the pages
+# semot writes. Outside CI a test may skip when chromium is missing; in CI it fails.
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    """Paths of the chromium binary and its chromedriver, or None when either is missing."""
+    import shutil
+
+    binary = next(
+        (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+    )
+    driver = shutil.which("chromedriver") or (
+        "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None
+    )
+    return (binary, driver) if binary and driver else None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium session per test module (selenium WebDriver), with console logs.
+
+    Skips outside CI when chromium / chromium-driver are not installed (Debian:
+    ``apt-get install chromium chromium-driver``); in CI a missing browser fails the test.
+    """
+    found = chromium_paths()
+    if found is None:
+        message = (
+            "chromium and chromium-driver are not installed "
+            "(apt-get install chromium chromium-driver)"
+        )
+        if STRICT_OPTIONAL:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    webdriver = optional_import("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--disable-extensions", "--no-first-run"):  # fmt: skip
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def artifacts_dir(tmp_path: Any) -> str:
+    """Where tests save screenshots: $SEMOT_TEST_ARTIFACTS (CI keeps it), else ``tmp_path``."""
+    path = os.environ.get("SEMOT_TEST_ARTIFACTS") or str(tmp_path)
+    os.makedirs(path, exist_ok=True)
+    return path

@@ -130,6 +130,20 @@ def test_support_points_are_reference_states_at_recorded_positions(assets, tmp_p
             assert fd.firing_counts[i] == (acts[:, :, i] > 0).sum()
         assert fd.metadata["n_tokens"] == tokens.size
         assert fd.metadata["reference"]["hook"] == HOOK1
+    # The token windows around every sampled point are stored with the run (for the browser).
+    from semot.features.contexts import TokenContexts, run_points
+
+    ctx = TokenContexts.load(tmp_path / "run")
+    assert ctx is not None
+    seq, pos = run_points(res.values())
+    win, known = ctx.windows(seq, pos, 3, 2)
+    assert known.all() and len(seq) == sum(fd.n_points for fd in res.values())
+    length = tokens.shape[1]
+    for r, (a, b) in enumerate(zip(seq.tolist(), pos.tolist(), strict=True)):
+        want = [tokens[a, b + o] if 0 <= b + o < length else -1 for o in range(-3, 3)]
+        assert win[r].tolist() == want
+    if ctx.vocab is not None:
+        assert set(ctx.vocab) == set(np.unique(ctx.ids).tolist())
     # Saved, reloaded lazily, and `semot info` style summary works.
     loaded = load_run(tmp_path / "run")
     for key, fd in res.items():

@@ -144,6 +144,16 @@ def test_demo_writes_its_report(tmp_path, capsys):
     res = run(tmp_path / "rep", n_tokens=20_000, samples_per_feature=32, verbose=False)
     names = {f.name for f in res.files}
     assert {"accuracy.png", "heatmap.png", "examples.png", "results.json"} <= names
+    # the feature browser of the planted run, with its synthetic tokens' strings
+    browser = tmp_path / "rep" / "browser"
+    assert (browser / "index.html") in res.files
+    meta = (browser / "data" / "meta.js").read_text()
+    assert '"chain":[0,1,2,3]' in meta and '"supernodes":true' in meta
+    assert (browser / "pairs.parquet").is_file() and (browser / "supernodes.json").is_file()
+    from semot.synthetic.planted import make_planted_model
+
+    words = make_planted_model(seed=0).vocabulary()
+    assert len(set(words)) == len(words)
     data = json.loads((tmp_path / "rep" / "results.json").read_text())
     methods = {r["method"] for r in data["results"]}
     assert {

@@ -190,6 +190,15 @@ CASES: list[tuple[list[str], str]] = [
     (["bench-match", "--sizes", "x"], r"argument --sizes"),
     (["bench-match", "--seeds", "-1"], r"argument --seeds"),
     (["demo", "--n-tokens", "0"], r"argument --n-tokens: expected a positive integer"),
+    # semot browse: a run without stored contexts, missing files, a non-directory output
+    (["browse", "{run}", "--out", "{tmp}/b"], r"run: .* stores no token contexts .*--tokens"),
+    (["browse", "{tmp}/nosuch", "--out", "{tmp}/b"], r"run: .*nosuch is not a directory"),
+    (["browse", "{run}", "--tokens", "{tmp}/no.npy", "--out", "{tmp}/b"], r"--tokens .*no\.npy"),
+    (["browse", "{run}", "--out", "{file}"], r"--out .*file\.txt: exists and is not a directory"),
+    (
+        ["browse", "{run}", "--matches", "{tmp}/m.csv", "--out", "{tmp}/b"],
+        r"m\.csv: No such file or directory",
+    ),
     (["bogus"], r"invalid choice: 'bogus'"),
     ([], r"required: command"),
 ]

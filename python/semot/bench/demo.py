@@ -14,7 +14,10 @@
    ``heatmap.png`` (semot distances, true targets on the diagonal), ``examples.png`` (contexts
    of a few matches), ``graph.png`` / ``graph.html`` (the graph before and after compression),
    ``supernodes.json`` (the graph with ``qParams.supernodes`` for Neuronpedia's viewer),
-   ``compressed.json``, ``results.csv`` and ``results.json``.
+   ``compressed.json``, ``results.csv`` and ``results.json``; and ``browser/``, the feature
+   browser of the planted run (:func:`semot.browser.write_browser`: layer 0 matched to
+   layer 1, 1 to 2 and 2 to 3 and chained through all four, the supernodes, contexts in the
+   planted model's synthetic tokens).
 """
 
 from __future__ import annotations
@@ -110,7 +113,8 @@ def run(
     if out is not None:
         files = _write_report(Path(out), model, col, results, plots, circuit)
         say("")
-        say(f"report: {Path(out).resolve()}/ ({', '.join(f.name for f in files)})")
+        shown = ", ".join(f.relative_to(Path(out)).as_posix() for f in files)
+        say(f"report: {Path(out).resolve()}/ ({shown})")
     secs = time.perf_counter() - t0
     say(f"done in {secs:.1f} s")
     return DemoResult(table=table, results=results, seconds=secs, files=files)
@@ -199,6 +203,7 @@ def _write_report(
     res.graph.save(out / "supernodes.json")
     res.compressed.save(out / "compressed.json")
     files += [out / "supernodes.json", out / "compressed.json"]
+    files.append(_write_browser(out / "browser", model, col, res.graph))
     if not plots:
         return files
     from semot.circuits.view import write_pictures
@@ -226,6 +231,34 @@ def _write_report(
     )
     files.append(plot_examples(_examples(model, col, far), out / "examples.png"))
     return files
+
+
+def _write_browser(out: Path, model: Any, col: Any, graph: Any) -> Path:
+    """Write the feature browser of the planted run (stream 0): adjacent layers, chained."""
+    import warnings
+
+    from semot.browser import write_browser
+    from semot.errors import UnfiredFeaturesWarning
+    from semot.matching.matcher import match
+
+    sites = {f"layer{x}": col.same[x] for x in range(model.n_layers)}
+    frames = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnfiredFeaturesWarning)
+        for a in range(model.n_layers - 1):
+            m = match(sites[f"layer{a}"], sites[f"layer{a + 1}"], k=5, threshold="auto")
+            frames.append((f"layer{a}", f"layer{a + 1}", m))
+    site = write_browser(
+        sites,
+        out,
+        matches=frames,
+        chain=list(sites),
+        graph=graph,
+        tokens=col.tokens,
+        tokenizer=model.vocabulary(),
+        title="semot demo: planted model",
+    )
+    return site.index
 
 
 def _examples(model: Any, col: Any, far: int) -> list[dict[str, Any]]:

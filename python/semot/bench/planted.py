@@ -98,6 +98,7 @@ class Collected:
     other: dict[int, Any]  # layer -> FeatureDistributions, stream 1 (disjoint tokens)
     activations: dict[int, Any]  # layer -> activations on the first tokens of stream 0
     seconds: float
+    tokens: Any = None  # (n_sequences, seq_len) synthetic token ids of stream 0
 
 
 def collect_model(
@@ -106,6 +107,7 @@ def collect_model(
     """Collect every layer of ``model`` on two disjoint token streams (reference: last layer)."""
     t = time.perf_counter()
     layers = list(range(model.n_layers))
+    token_ids: list[Any] = []
     same, acts = collect_planted(
         model,
         layers,
@@ -114,6 +116,7 @@ def collect_model(
         seed=seed,
         stream_seed=0,
         keep_activations=min(n_tokens, 50_000),
+        token_ids=token_ids,
     )
     other, _ = collect_planted(
         model,
@@ -123,7 +126,8 @@ def collect_model(
         seed=seed,
         stream_seed=1,
     )
-    return Collected(model, same, other, acts, time.perf_counter() - t)
+    tokens = np.stack(token_ids)
+    return Collected(model, same, other, acts, time.perf_counter() - t, tokens)
 
 
 def run_methods(

@@ -292,7 +292,8 @@ def run_real_benchmark(
     cache : path
         SAEs, hidden-state caches, runs and evaluations, reused across runs.
     out : path, optional
-        Writes ``report.json``, ``report.md`` (the table) and one plot per site pair.
+        Writes ``report.json``, ``report.md`` (the table), one plot per site pair and
+        ``browser/``, the feature browser of the collection run (:func:`write_run_browser`).
     device : str, optional
         Default: cuda when available.
     progress : bool
@@ -395,11 +396,64 @@ def run_real_benchmark(
         "by_hops": _by_hops(pairs),
     }
     if out is not None:
+        write_run_browser(
+            Path(out) / "browser",
+            runs,
+            [sites[h].name for h in hooks],
+            tokens["collect"],
+            runner.tokenizer,
+            title=f"{cfg.model}: sites after blocks {list(cfg.layers)}",
+            seed=cfg.seed,
+        )
+    if out is not None:
         o = Path(out)
         o.mkdir(parents=True, exist_ok=True)
         atomic_write_text(o / "report.json", json.dumps(report, indent=1, default=str) + "\n")
         atomic_write_text(o / "report.md", format_report(report) + "\n")
     return report
+
+
+def write_run_browser(
+    out: Path,
+    runs: dict[str, Any],
+    names: list[str],
+    tokens: Any,
+    tokenizer: Any,
+    *,
+    title: str,
+    seed: int = 0,
+) -> Path:
+    """Write the feature browser of a benchmark run: consecutive sites matched and chained.
+
+    Each site is matched to the next (``semot.match``: quantile-k-NN candidates, the default
+    distance, ``threshold="auto"``, 5 targets) and the chain runs through all of them; the
+    contexts come from ``tokens``, the ``(n_sequences, context_length)`` ids the run was
+    collected on (cached runs predate stored contexts), decoded by ``tokenizer``.
+
+    Returns
+    -------
+    Path
+        ``out/index.html``.
+    """
+    import itertools
+    import warnings
+
+    from semot.browser import write_browser
+    from semot.errors import UnfiredFeaturesWarning
+    from semot.matching.matcher import match
+
+    frames = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnfiredFeaturesWarning)
+        for a, b in itertools.pairwise(names):
+            m = match(runs[a], runs[b], k=5, candidates="quantile-knn", threshold="auto",
+                      seed=seed)  # fmt: skip
+            frames.append((a, b, m))
+    site = write_browser(
+        runs, out, matches=frames, chain=names, tokens=tokens, tokenizer=tokenizer,
+        title=title, seed=seed, overwrite=True,
+    )  # fmt: skip
+    return site.index
 
 
 def _forward_rate(runner: Any, hooks: list[str], tokens: Any, batch_size: int) -> dict[str, float]:

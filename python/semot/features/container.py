@@ -478,6 +478,30 @@ class FeatureDistributions:
         block, lo, hi = self._locate(i)
         return block["seq"][lo:hi], block["pos"][lo:hi]
 
+    def point_arrays(self, *names: str) -> tuple[npt.NDArray[np.int64], list[Array]]:
+        """Per-point arrays of all features at once, in CSR form.
+
+        Parameters
+        ----------
+        *names : str
+            Any of ``"activations"``, ``"keys"``, ``"seq"``, ``"pos"``, ``"weights"``,
+            ``"points"``.
+
+        Returns
+        -------
+        offsets : ndarray of int64, shape (F + 1,)
+            Feature ``i``'s points are rows ``offsets[i]:offsets[i + 1]`` of every array.
+        arrays : list of ndarray
+            The arrays, in the order of ``names`` (read-only; views when the features live
+            in one shard, else copies).
+        """
+        allowed = ("activations", "keys", "seq", "pos", "weights", "points")
+        for name in names:
+            if name not in allowed:
+                raise ValueError(f"names: {name!r} is not one of {allowed}")
+        block = self._range_block(0, len(self))
+        return np.asarray(block["offsets"], np.int64), [block[name] for name in names]
+
     def _id_index(self) -> tuple[Array, Array]:
         if "id_index" not in self._cache:
             ids = self.feature_ids

@@ -9,6 +9,7 @@ A run is a directory with one FeatureDistributions per site (a sub-directory eac
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from semot._utils.atomic import atomic_write_text
 from semot._utils.jsondepth import json_depth_problem
 from semot.errors import CorruptFileError
 
-__all__ = ["RUN_FILE", "read_run_record", "write_run_record"]
+__all__ = ["RUN_FILE", "read_run_record", "site_name", "write_run_record"]
 
 #: The run record's file name inside a run directory.
 RUN_FILE = "run.json"
@@ -102,3 +103,34 @@ def read_run_record(root: Path) -> dict[str, Path]:
             )
         out[name] = path
     return out
+
+
+def site_name(sites: Mapping[str, Any], key: str, what: str) -> str:
+    """Return the name of the site ``key`` names: a site name, a hook name, or a layer number.
+
+    Parameters
+    ----------
+    sites : mapping of str to FeatureDistributions
+        A loaded run (``semot.collection.load_run``).
+    key : str
+        The site's name, its ``metadata["hook"]``, or a number that appears in exactly one
+        site name (``"7"`` for ``layer7`` or ``model.layers.7``).
+    what : str
+        The argument or flag named in the error.
+
+    Raises
+    ------
+    ValueError
+        When no site (or, for a number, more than one) matches; lists the run's sites.
+    """
+    key = str(key)
+    if key in sites:
+        return key
+    hooks = {str(getattr(fd, "metadata", {}).get("hook")): name for name, fd in sites.items()}
+    if key in hooks:
+        return hooks[key]
+    if re.fullmatch(r"\d+", key):
+        layer = [n for n in sites if re.search(rf"(^|\D){key}(\D|$)", n)]
+        if len(layer) == 1:
+            return layer[0]
+    raise ValueError(f"{what} {key!r}: no such site; this run has {sorted(sites)}")

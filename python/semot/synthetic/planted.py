@@ -269,6 +269,34 @@ class PlantedModel:
             )
             first += n_seq
 
+    def token_ids(self, batch: PlantedBatch) -> I64:
+        """Synthetic token id of every token of ``batch``: its strongest atom + 1, or 0.
+
+        Planted tokens have no text; this id names the atom of largest magnitude at the
+        position (0 when no atom is active), so that contexts can be read
+        (:meth:`vocabulary` gives the strings).
+        """
+        out = np.zeros(batch.seq.size, np.int64)
+        order = np.lexsort((-batch.atom_mag, batch.atom_token))
+        tok = batch.atom_token[order]
+        first = np.ones(tok.size, bool)
+        first[1:] = tok[1:] != tok[:-1]
+        out[tok[first]] = batch.atom_id[order][first] + 1
+        return out
+
+    def vocabulary(self) -> list[str]:
+        """Return readable strings of the ids of :meth:`token_ids`, indexed by id.
+
+        ``" ·"`` for 0, a made-up word per atom (two consonant-vowel syllables, with a leading
+        space) for the others.
+        """
+        syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+        n = len(syllables)
+        return [" \u00b7"] + [
+            " " + syllables[a % n] + syllables[(a // n + 3 * a) % n]
+            for a in range(self.config.n_atoms)
+        ]
+
     def _concept_of_atom(self, layer: int) -> I64:
         out = np.full(self.config.n_atoms, -1, np.int64)
         for c, atoms in enumerate(self.concepts[layer]):
@@ -458,6 +486,7 @@ def collect_planted(
     seed: int = 0,
     stream_seed: int = 0,
     keep_activations: int = 0,
+    token_ids: list[I64] | None = None,
 ) -> tuple[dict[int, FeatureDistributions], dict[int, F64]]:
     """Collect feature distributions of several layers from one planted token stream.
 
@@ -482,6 +511,10 @@ def collect_planted(
     keep_activations : int
         Also return the dense activations of the first ``keep_activations`` tokens per layer
         (for the activation-correlation baseline).
+    token_ids : list, optional
+        Receives the synthetic token ids (:meth:`PlantedModel.token_ids`) of every sequence
+        of the stream, one ``(seq_len,)`` array per sequence in stream order (for the
+        contexts the browser shows).
 
     Returns
     -------
@@ -504,6 +537,8 @@ def collect_planted(
     n_kept = n_streamed = 0
     for batch in model.tokens(n_tokens, stream_seed):
         pts = batch.hidden[ref].astype(np.float32)
+        if token_ids is not None:
+            token_ids.extend(model.token_ids(batch).reshape(-1, model.config.seq_len))
         for x in layers:
             acts = model.saes[x].encode(batch.hidden[x])
             samplers[x].update(acts.astype(np.float32), pts, batch.seq, batch.pos)
