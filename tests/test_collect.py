@@ -112,6 +112,7 @@ def test_support_points_are_reference_states_at_recorded_positions(assets, tmp_p
         tokens,
         samples_per_feature=6,
         reference=HOOK1,
+        normalize=None,
         batch_size=5,
         progress=False,
         out=tmp_path / "run",
@@ -268,6 +269,7 @@ def test_generic_torch_module_with_any_encoder():
         tokens,
         samples_per_feature=3,
         reference="1",
+        normalize=None,
         progress=False,
         ignore_token_ids=None,
     )["2"]
@@ -733,3 +735,34 @@ def test_a_checkpoint_of_semot_0_1_with_the_old_k_key_still_resumes(assets, tmp_
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert cut.metadata == full.metadata
+
+
+def test_default_geometry_is_pca_whitening_fitted_without_special_tokens(assets, tmp_path):
+    """The default support points are the whitened reference states (README, Which method)."""
+    from semot.collection.reference import ReferenceMap
+
+    root, tokens = assets
+    model, saes = _load(root)
+    special = int(tokens[0, 0])
+    res = collect(
+        model, saes, tokens, samples_per_feature=6, reference=HOOK1, batch_size=5,
+        progress=False, out=tmp_path / "run", ignore_token_ids=[special],
+    )  # fmt: skip
+    refmap = ReferenceMap.load(tmp_path / "run" / HOOK0)
+    h1 = _hidden(model, tokens, HOOK1)
+    d = h1.shape[-1]
+    assert refmap.spec.normalize == "whiten" and refmap.dim == min(128, d)
+    calib = h1.reshape(-1, h1.shape[-1])[tokens.reshape(-1) != special]
+    # Plain whitening: centre, rotate onto the covariance's eigenvectors, divide by sqrt(eig).
+    vals, vecs = np.linalg.eigh(np.cov(calib.T.astype(np.float64)))
+    white = (calib - calib.mean(0)) @ vecs / np.sqrt(vals)
+    mapped = refmap.transform(calib, HOOK1)
+    np.testing.assert_allclose(np.cov(np.asarray(mapped, np.float64).T), np.eye(d), atol=1e-3)
+    # Same space as the plain whitening up to the sign and order of the axes.
+    np.testing.assert_allclose(
+        np.sort(np.abs(np.asarray(mapped).T @ white / len(calib)), axis=None)[-d:], 1.0, atol=1e-2
+    )
+    fd = res[HOOK0]
+    i = int(np.flatnonzero(fd.fired)[0])
+    s, p = fd.provenance(i)
+    np.testing.assert_allclose(fd.cloud(i)[0], refmap.transform(h1[s, p], HOOK0), atol=1e-4)

@@ -138,6 +138,7 @@ def test_support_points_equal_output_hidden_states_and_special_tokens_are_never_
         tokens,
         samples_per_feature=5,
         reference=runner.layer_hook(1),
+        normalize=None,
         batch_size=4,
         progress=False,
         out=tmp_path / "run",

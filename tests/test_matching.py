@@ -52,7 +52,7 @@ def test_nearest_equals_brute_force_topk(pair):
     a, b = pair
     proj = semot.random_projections(5, 64, seed=3)
     D = semot.sliced_wasserstein_cdist(a, b, projections=proj)
-    m = match(a, b, k=3, n_projections=64, seed=3)
+    m = match(a, b, distance="sliced", k=3, n_projections=64, seed=3)
     assert list(m.columns) == ["source", "target", "rank", "distance", "matched"]
     top = brute_topk(D, 3)
     for i in range(len(a)):
@@ -94,19 +94,84 @@ def test_decoder_cosine_candidates(pair):
         match(a, b, candidates="decoder-cosine")
 
 
+def _plain_means(c):
+    out = []
+    for pts, w in c:
+        w = np.asarray(w, np.float64)
+        out.append((np.asarray(pts, np.float64) * (w / w.sum())[:, None]).sum(0))
+    return np.array(out)
+
+
+def test_centroid_distance_is_the_default_and_equals_the_distance_of_the_means(pair):
+    a, b = pair
+    ma, mb = _plain_means(a), _plain_means(b)
+    D = np.array([[np.sqrt(((x - y) ** 2).sum()) for y in mb] for x in ma])
+    m = match(a, b, k=4)
+    assert m.equals(match(a, b, k=4, distance="centroid"))
+    top = brute_topk(D, 4)
+    for i in range(len(a)):
+        rows = m[m.source == i].sort_values("rank")
+        assert rows["target"].tolist() == list(top[i])
+        np.testing.assert_allclose(rows["distance"], D[i, top[i]], rtol=1e-10)
+    # W2 >= the distance of the means (it is the location part of W2): checked with POT.
+    ot = pytest.importorskip("ot")
+    (xa, wa), (xb, wb) = a[0], b[0]
+    cost = ot.dist(np.asarray(xa, np.float64), np.asarray(xb, np.float64))
+    w2 = np.sqrt(ot.emd2(np.asarray(wa, np.float64), np.asarray(wb, np.float64), cost))
+    assert D[0, 0] <= w2 + 1e-9
+
+
+@pytest.mark.parametrize("distance", ["centroid", "sliced"])
+@pytest.mark.parametrize("candidates", [None, "centroid"])
+def test_joint_score_is_the_sum_of_the_two_ranks(pair, distance, candidates):
+    a, b = pair
+    rng = np.random.default_rng(5)
+    wa, wb = rng.normal(size=(len(a), 7)), rng.normal(size=(len(b), 7))
+    kw = dict(distance=distance, candidates=candidates, n_candidates=6, seed=1)
+    dist = match(a, b, k=len(b), **kw)
+    m = match(a, b, k=3, score="joint", source_decoder=wa, target_decoder=wb, **kw)
+    assert list(m.columns)[:5] == ["source", "target", "rank", "distance", "score"]
+    cos = (wa / np.linalg.norm(wa, axis=1)[:, None]) @ (wb / np.linalg.norm(wb, axis=1)[:, None]).T
+    for i in range(len(a)):
+        rows = dist[dist.source == i]
+        targets = rows["target"].astype(int).tolist()
+        d = dict(zip(targets, rows["distance"], strict=True))
+        by_d = sorted(targets, key=lambda j: (d[j], j))
+        by_c = sorted(targets, key=lambda j: (1 - cos[i, j], j))
+        joint = {j: by_d.index(j) + by_c.index(j) for j in targets}
+        want = sorted(targets, key=lambda j: (joint[j], j))[:3]
+        got = m[m.source == i].sort_values("rank")
+        assert got["target"].astype(int).tolist() == want
+        assert got["score"].tolist() == [joint[j] for j in want]
+        np.testing.assert_allclose(got["distance"], [d[j] for j in want], rtol=1e-12)
+
+
+def test_joint_score_needs_decoders_and_refuses_thresholds(pair):
+    a, b = pair
+    with pytest.raises(ValueError, match="score: 'joint' needs source_decoder"):
+        match(a, b, score="joint")
+    w = np.ones((40, 3))
+    with pytest.raises(ValueError, match="threshold and margin are not defined"):
+        match(a, b, score="joint", source_decoder=w, target_decoder=w, threshold="auto")
+    with pytest.raises(ValueError, match="score"):
+        match(a, b, score="best")
+
+
 def test_one_to_one_is_an_optimal_valid_matching(pair):
     a, b = pair
     proj = semot.random_projections(5, 128, seed=0)
     D = semot.sliced_wasserstein_cdist(a, b, projections=proj)
-    m = match(a, b, assignment="one-to-one")
+    m = match(a, b, distance="sliced", assignment="one-to-one")
     assert len(m) == len(a) and m.target.is_unique
     r, c = linear_sum_assignment(D)
     np.testing.assert_allclose(m.distance.sum(), D[r, c].sum(), rtol=1e-10)
     # Sparse path on a candidate graph: optimal among candidate edges (brute force: dense
     # assignment where non-candidate edges cost more than any real one).
-    ms = match(a, b, assignment="one-to-one", candidates="centroid", n_candidates=4)
+    ms = match(
+        a, b, distance="sliced", assignment="one-to-one", candidates="centroid", n_candidates=4
+    )
     assert ms.target.dropna().is_unique
-    cand = match(a, b, k=4, candidates="centroid", n_candidates=4)
+    cand = match(a, b, distance="sliced", k=4, candidates="centroid", n_candidates=4)
     big = np.full(D.shape, 1e6)
     big[cand.source, cand.target.astype(int)] = D[cand.source, cand.target.astype(int)]
     r, c = linear_sum_assignment(big)
@@ -386,3 +451,19 @@ def test_metric_is_a_deprecated_alias_of_distance(pair):
     pd.testing.assert_frame_equal(old, match(a[:5], b[:5], distance="sinkhorn", reg=0.5))
     with pytest.raises(TypeError, match="distance: give distance= or"):
         match(a, b, distance="sliced", metric="sliced")
+
+
+def test_centroid_pdist_and_pairs_against_plain_means(pair):
+    from semot.distances.centroid import centroid_pairs, centroid_pdist
+
+    a, _ = pair
+    m = _plain_means(a)
+    n = len(a)
+    want = [np.sqrt(((m[i] - m[j]) ** 2).sum()) for i in range(n) for j in range(i + 1, n)]
+    np.testing.assert_allclose(centroid_pdist(a), want, rtol=1e-10)
+    pairs = np.array([[0, 3], [5, 5], [19, 0]])
+    np.testing.assert_allclose(
+        centroid_pairs(a, a, pairs), [np.linalg.norm(m[i] - m[j]) for i, j in pairs], atol=1e-12
+    )
+    with pytest.raises(ValueError, match="different spaces"):
+        centroid_pairs(a, clouds(np.random.default_rng(0), 3, d=4), pairs[:1])

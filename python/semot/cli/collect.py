@@ -55,7 +55,11 @@ def add_parsers(sub: Any) -> None:
         help="reduce support points to N_COMPONENTS dimensions (method: --reduce-method)",
     )
     c.add_argument("--reduce-method", choices=["random", "pca"], default="random")
-    c.add_argument("--normalize", choices=["unit", "standardize"])
+    c.add_argument(
+        "--normalize", choices=["auto", "whiten", "unit", "standardize", "none"], default="auto",
+        help="support-point normalisation (default auto: PCA whitening to --reduce or at most "
+        "128 directions; none with --reduce-method random; none: raw hidden states)",
+    )  # fmt: skip
     c.add_argument("--calibration-tokens", type=positive_int, default=65536)
     c.add_argument("--batch-size", type=positive_int, default=16, help="sequences per forward pass")
     c.add_argument("--seed", type=non_negative_int, default=0)
@@ -101,7 +105,7 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if (
         args.reference
         or args.n_components
-        or args.normalize
+        or args.normalize != "auto"
         or args.reference_kind != "same-context"
     ):
         reference = ReferenceSpec(
@@ -109,7 +113,7 @@ def run_collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             kind=args.reference_kind,
             reduce=args.reduce_method if args.n_components else None,
             n_components=args.n_components,
-            normalize=args.normalize,
+            normalize=_normalize(args),
             seed=args.seed,
             calibration_tokens=args.calibration_tokens,
         )
@@ -150,3 +154,12 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     print(FeatureDistributions.load(root).summary())
     return 0
+
+
+def _normalize(args: argparse.Namespace) -> Any:
+    """Return the ``--normalize`` of a command line as :class:`ReferenceSpec` takes it."""
+    if args.normalize == "none":
+        return None
+    if args.normalize == "auto":
+        return None if (args.n_components and args.reduce_method == "random") else "whiten"
+    return args.normalize

@@ -13,8 +13,11 @@ that a distance between a layer-6 feature and a layer-8 feature means something.
 Then optionally a reduction to ``n_components`` dimensions (``"random"``: seeded Gaussian
 projection scaled by ``1/sqrt(n_components)``; ``"pca"``: the top ``n_components`` principal
 directions of the reference hook's hidden states on calibration tokens) and a per-point
-normalisation (``"unit"``: unit L2 norm; ``"standardize"``: per-coordinate mean 0 / variance 1,
-statistics of the calibration tokens).
+normalisation (``"whiten"``: PCA whitening, the top ``n_components`` principal directions, at
+most :data:`WHITEN_COMPONENTS` by default, each scaled to unit variance, so that Euclidean
+distances weigh every direction of the residual stream by its spread instead of being
+dominated by a few huge coordinates; ``"unit"``: unit L2 norm; ``"standardize"``:
+per-coordinate mean 0 / variance 1; statistics of the calibration tokens).
 The fitted arrays are stored with every collection so later runs reuse the same map
 (:meth:`ReferenceMap.load`).
 
@@ -44,11 +47,14 @@ from semot.collection.models import layer_index
 
 Kind = Literal["same-context", "linear-map"]
 Reduce = Literal["random", "pca"]
-Normalize = Literal["unit", "standardize"]
+Normalize = Literal["whiten", "unit", "standardize"]
 
 KINDS: tuple[Kind, ...] = ("same-context", "linear-map")
 REDUCTIONS: tuple[Reduce | None, ...] = (None, "random", "pca")
-NORMALIZATIONS: tuple[Normalize | None, ...] = (None, "unit", "standardize")
+NORMALIZATIONS: tuple[Normalize | None, ...] = (None, "whiten", "unit", "standardize")
+#: Principal directions kept by ``normalize="whiten"`` without ``n_components`` (at most the
+#: reference width): the method study's best geometry (README, "Which method").
+WHITEN_COMPONENTS = 128
 
 _EPS = 1e-12
 
@@ -119,10 +125,12 @@ class ReferenceSpec:
     reduce : {"random", "pca"} or None
         Dimension reduction.
     n_components : int or None
-        Dimension of the space after ``reduce`` (required with it): the number of columns of
-        the projection. The keyword ``k`` is a deprecated alias.
-    normalize : {"unit", "standardize"} or None
-        Per-point normalisation, after reduction.
+        Dimension of the space after ``reduce`` (required with it) or of ``"whiten"``
+        (default ``min(WHITEN_COMPONENTS, width)``): the number of columns of the projection.
+        The keyword ``k`` is a deprecated alias.
+    normalize : {"whiten", "unit", "standardize"} or None
+        Per-point normalisation, after reduction. ``"whiten"`` is PCA whitening (``reduce``
+        None or ``"pca"``).
     seed : int
         Seed of the random projection.
     calibration_tokens : int
@@ -159,9 +167,14 @@ class ReferenceSpec:
         n_components = check_optional_positive_int(n_components, "n_components")
         if reduce is not None and n_components is None:
             raise ValueError(f"n_components: reduce={reduce!r} needs the reduced dimension")
-        if reduce is None and n_components is not None:
-            raise ValueError("n_components: given without reduce; pass reduce='random' or 'pca'")
         check_choice(normalize, "normalize", NORMALIZATIONS)
+        if reduce is None and n_components is not None and normalize != "whiten":
+            raise ValueError("n_components: given without reduce; pass reduce='random' or 'pca'")
+        if normalize == "whiten" and reduce == "random":
+            raise ValueError(
+                "normalize: 'whiten' rotates onto principal directions; use reduce='pca' or "
+                "None with it, not 'random'"
+            )
         values = {
             "hook": hook,
             "kind": kind,
@@ -184,7 +197,11 @@ class ReferenceSpec:
     @property
     def needs_calibration(self) -> bool:
         """Whether fitting needs a pass over calibration tokens."""
-        return self.kind == "linear-map" or self.reduce == "pca" or self.normalize == "standardize"
+        return (
+            self.kind == "linear-map"
+            or self.reduce == "pca"
+            or self.normalize in ("standardize", "whiten")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -279,7 +296,7 @@ class ReferenceMap:
                 x = x / x.norm(dim=-1, keepdim=True).clamp(min=_EPS)
             else:
                 x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
-        elif self.spec.normalize == "standardize":
+        elif self.spec.normalize in ("standardize", "whiten"):
             x = (x - self._arr("mean", x)) / self._arr("std", x)
         return x
 
@@ -388,9 +405,12 @@ def fit_reference(
         ``sum_t ||x_t W + b - y_t||^2`` (normal equations, ridge ``1e-8 * trace / d``).
     """
     arrays: dict[str, npt.NDArray[Any]] = {}
-    needs_ref = spec.reduce == "pca" or spec.normalize == "standardize"
+    needs_ref = spec.reduce == "pca" or spec.normalize in ("standardize", "whiten")
     if needs_ref and (ref_moments is None or ref_moments.n < 2):
         raise ValueError("reference: PCA / standardisation need at least 2 calibration tokens")
+    pca_components = spec.n_components if spec.reduce == "pca" else None
+    if spec.normalize == "whiten":
+        pca_components = spec.n_components or min(WHITEN_COMPONENTS, d_ref)
     mean = cov = None
     if ref_moments is not None and ref_moments.n >= 2:
         n = ref_moments.n
@@ -418,10 +438,9 @@ def fit_reference(
     if spec.reduce == "random":
         assert spec.n_components is not None  # ReferenceSpec requires it with reduce
         proj = random_projection(d_ref, spec.n_components, spec.seed)
-    elif spec.reduce == "pca":
+    elif pca_components is not None:
         assert cov is not None and mean is not None
-        assert spec.n_components is not None  # ReferenceSpec requires it with reduce
-        n_components = spec.n_components
+        n_components = pca_components
         if n_components > d_ref:
             raise ValueError(f"n_components: {n_components} exceeds the reference width {d_ref}")
         vals, vecs = np.linalg.eigh(cov)
@@ -434,7 +453,8 @@ def fit_reference(
         del vals
     if proj is not None:
         arrays["projection"] = proj
-    if spec.normalize == "standardize":
+    if spec.normalize in ("standardize", "whiten"):
+        # Standardised principal coordinates are whitened: they are uncorrelated.
         assert cov is not None and mean is not None
         p = proj if proj is not None else np.eye(d_ref)
         mu = (mean - center) @ p

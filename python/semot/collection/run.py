@@ -35,6 +35,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_int
 from semot.collection.checkpoint import (
     CHECKPOINT_DIR,
@@ -87,7 +89,7 @@ def collect(
     reference: str | ReferenceSpec | ReferenceMap | None = None,
     reduce: Literal["random", "pca"] | None = None,
     n_components: int | None = None,
-    normalize: Literal["unit", "standardize"] | None = None,
+    normalize: Literal["auto", "whiten", "unit", "standardize"] | None = "auto",
     batch_size: int = 16,
     seed: int = 0,
     out: str | Path | None = None,
@@ -126,6 +128,10 @@ def collect(
     reduce, n_components, normalize
         Dimension reduction, reduced dimension and normalisation of the support points when
         ``reference`` is a hook name (see :class:`~semot.collection.reference.ReferenceSpec`).
+        ``normalize="auto"`` (default) is ``"whiten"`` (PCA whitening to ``n_components``,
+        default at most 128 directions), or None with ``reduce="random"``: the geometry the
+        method study measured best (README, "Which method"). ``normalize=None`` keeps the raw
+        hidden states.
     batch_size : int
         Sequences per forward pass.
     seed : int
@@ -269,7 +275,7 @@ class _CollectRun:
         saved: SavedState | None,
         reduce: Literal["random", "pca"] | None,
         n_components: int | None,
-        normalize: Literal["unit", "standardize"] | None,
+        normalize: Literal["auto", "whiten", "unit", "standardize"] | None,
     ) -> ReferenceMap:
         """Return the map from hidden states to support points, having checked every hook.
 
@@ -286,6 +292,8 @@ class _CollectRun:
             if isinstance(reference, ReferenceSpec):
                 spec = reference
             else:
+                if normalize == "auto":
+                    normalize = None if reduce == "random" else "whiten"
                 spec = ReferenceSpec(
                     hook=reference or default_reference_hook([s.hook for s in self.sites]),
                     reduce=reduce,
@@ -318,12 +326,17 @@ class _CollectRun:
         with torch.inference_mode():
             for batch in batches:
                 hidden = self.runner.run(torch.as_tensor(batch.tokens, device=self.device), hooks)
+                # Ignored positions (special tokens, whose states are outliers) are never
+                # sampled, so they do not shape the space either.
+                keep = ~np.isin(batch.tokens.reshape(-1), np.asarray(self.ignore, np.int64))
+                rows = torch.as_tensor(np.flatnonzero(keep), device=self.device)
                 y = hidden[spec.hook].reshape(-1, hidden[spec.hook].shape[-1])
                 d_ref = int(y.shape[-1])
+                y = y[rows]
                 ref_moments.add(y)
                 if linear:
                     for s in self.sites:
-                        x = hidden[s.hook].reshape(-1, hidden[s.hook].shape[-1])
+                        x = hidden[s.hook].reshape(-1, hidden[s.hook].shape[-1])[rows]
                         site_moments[s.hook].add(x, y)
         if d_ref is None:
             raise ValueError("tokens: the token source is empty (no calibration tokens)")
