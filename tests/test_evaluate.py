@@ -362,3 +362,24 @@ def test_same_table_for_any_thread_count_and_block_size(assets, monkeypatch):
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
     assert len(res.source_ids) == 6
     assert list(dict.fromkeys(res.table["method"])) == ["silver-A", *METHODS]
+
+
+def test_cli_match_joint_score_reads_the_sae_decoders(assets, tmp_path):
+    """``semot match --score joint``: the permuted SAE is found through both ranks."""
+    import pandas as pd
+
+    from semot.cli import main
+
+    root = assets["root"]
+    out = tmp_path / "m.parquet"
+    base = ["match", str(root / "run"), "--from", "sae_a", "--to", "sae_b", "--out", str(out)]
+    rc = main([*base, "--score", "joint", "--sae-from", str(root / "sae_a"),
+               "--sae-to", str(root / "sae_b")])  # fmt: skip
+    assert rc == 0
+    m = pd.read_parquet(out)
+    first = m[m["rank"] == 1]
+    assert {"distance", "score"} <= set(m.columns)
+    assert (first["target"].astype(int).to_numpy() == assets["inverse"][first["source"]]).all()
+    assert (first["score"] == 0).all()  # rank 0 by both the centroid and the decoder
+    assert main([*base, "--score", "joint"]) == 2  # no SAEs given: one-line error
+    assert main([*base, "--sae-from", str(root / "sae_a")]) == 2

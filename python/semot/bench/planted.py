@@ -148,10 +148,20 @@ def run_methods(
         frame = fn()
         out[name] = (frame, time.perf_counter() - t)
 
-    timed("semot sliced", lambda: match(src, tgt, k=5, threshold="auto", n_threads=n_threads))
+    timed(
+        "semot sliced",
+        lambda: match(src, tgt, distance="sliced", k=5, threshold="auto", n_threads=n_threads),
+    )
     timed(
         "semot sliced 1:1",
-        lambda: match(src, tgt, assignment="one-to-one", threshold="auto", n_threads=n_threads),
+        lambda: match(
+            src,
+            tgt,
+            distance="sliced",
+            assignment="one-to-one",
+            threshold="auto",
+            n_threads=n_threads,
+        ),
     )
     timed("centroid", lambda: centroid_match(src, tgt, k=5, threshold="auto"))
     sd, td = m.saes[source_layer], m.saes[target_layer]
@@ -250,8 +260,8 @@ def sample_size_curve(
             col = collect_model(model, n_tokens=n_tokens, samples_per_feature=n, seed=seed)
             src, tgt = col.same[0], col.other[layer_distance]
             frames = {
-                "semot sliced": match(src, tgt, k=5),
-                "semot sliced 1:1": match(src, tgt, assignment="one-to-one"),
+                "semot sliced": match(src, tgt, distance="sliced", k=5),
+                "semot sliced 1:1": match(src, tgt, distance="sliced", assignment="one-to-one"),
                 "centroid": centroid_match(src, tgt, k=5),
             }
             for name, frame in frames.items():

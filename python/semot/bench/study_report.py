@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["format_study", "study_frame", "summary_table"]
+__all__ = [
+    "BASELINES",
+    "HEADLINE",
+    "format_study",
+    "headline",
+    "margins",
+    "study_frame",
+    "summary_table",
+]
 
 
 def study_frame(report: dict[str, Any]) -> Any:
@@ -102,6 +110,9 @@ def format_study(report: dict[str, Any]) -> str:
             + f"; the two silver standards agree on {pair['silver_agreement']:.2f} of sources"
         )
     lines.append("")
+    lines += ["### Headline (correlation silver r >= 0.5)", "", headline(report), ""]
+    lines += ["### Headline (context silver Jaccard >= 0.1)", "",
+              headline(report, silver="context", threshold=0.1), ""]  # fmt: skip
     main_geos = [g["name"] for g in (*plan["geometries"], *plan["single_seed_geometries"])]
     lines += _markdown(summary_table(report, geometries=main_geos), "Correlation silver (r >= 0.5)")
     lines += _markdown(
@@ -117,3 +128,75 @@ def format_study(report: dict[str, Any]) -> str:
             summary_table(report, sample=s), f"Sample {s} (correlation silver r >= 0.5)"
         )
     return "\n".join(lines)
+
+
+#: The rows of the headline table: (label, geometry, method).
+HEADLINE = (
+    ("**semot default**: centroid, whitened space", "whiten-128", "centroid"),
+    ("semot joint: centroid rank + decoder rank", "whiten-128", "joint-centroid"),
+    ("sliced W2 (128 directions), whitened", "whiten-128", "sliced"),
+    ("sliced W2, 512 directions, whitened (seed 0)", "whiten-128", "sliced-512"),
+    ("Gaussian: sliced, first two moments only", "whiten-128", "sliced-gaussian"),
+    ("centroid, raw hidden states", "raw", "centroid"),
+    ("sliced W2, standardized (previous default)", "standardize", "sliced"),
+    ("decoder cosine", "whiten-128", "decoder-cosine"),
+    ("token identity of the firings", "whiten-128", "token"),
+    ("activation correlation, split B (ceiling)", "whiten-128", "activation-corr-B"),
+)
+
+
+def headline(report: dict[str, Any], *, silver: str = "correlation", threshold: float = 0.5) -> str:
+    """Markdown: the chosen default against the baselines by hop count, mean ± sd over seeds."""
+    table = summary_table(report, silver=silver, threshold=threshold)
+    hops = sorted(table["hops"].unique())
+    lines = [
+        "| method | " + " | ".join(f"{h} hop{'s' if h > 1 else ''}" for h in hops) + " |",
+        "|---|" + "---|" * len(hops),
+    ]
+    for label, geo, method in HEADLINE:
+        cells = []
+        for h in hops:
+            r = table[
+                (table["geometry"] == geo) & (table["method"] == method) & (table["hops"] == h)
+            ]
+            cells.append(
+                "n/a"
+                if r.empty
+                else _cell(
+                    float(r["mean"].iloc[0]), float(r["std"].iloc[0]), int(r["count"].iloc[0])
+                )
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: Baselines the default is compared with in :func:`margins`: (label, geometry, method).
+BASELINES = (
+    ("sliced W2 (whitened)", "whiten-128", "sliced"),
+    ("Gaussian (whitened)", "whiten-128", "sliced-gaussian"),
+    ("centroid of raw states", "raw", "centroid"),
+    ("previous default (sliced, standardized)", "standardize", "sliced"),
+    ("decoder cosine", "whiten-128", "decoder-cosine"),
+)
+
+
+def margins(
+    report: dict[str, Any],
+    *,
+    default: tuple[str, str] = ("whiten-128", "centroid"),
+    silver: str = "correlation",
+    threshold: float = 0.5,
+) -> list[str]:
+    """Markdown rows: top-1 of ``default`` minus each of :data:`BASELINES`, by hop count."""
+    table = summary_table(report, silver=silver, threshold=threshold)
+    hops = sorted(table["hops"].unique())
+
+    def mean(geo: str, method: str, h: int) -> float:
+        r = table[(table["geometry"] == geo) & (table["method"] == method) & (table["hops"] == h)]
+        return float(r["mean"].iloc[0]) if not r.empty else float("nan")
+
+    rows = []
+    for label, geo, method in BASELINES:
+        cells = [f"{mean(*default, h) - mean(geo, method, h):+.3f}" for h in hops]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows

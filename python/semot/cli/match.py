@@ -44,6 +44,15 @@ def add_parsers(sub: Any) -> None:
         help="candidate search before exact distances (default: all pairs)",
     )  # fmt: skip
     m.add_argument("--n-candidates", type=positive_int, default=32)
+    m.add_argument(
+        "--score", choices=["distance", "joint"], default="distance",
+        help="rank targets by the distance, or by distance rank + decoder-cosine rank "
+        "(joint: needs --sae-from and --sae-to)",
+    )  # fmt: skip
+    m.add_argument(
+        "--sae-from", help="sae-lens SAE directory of --from (its W_dec), for --score joint"
+    )
+    m.add_argument("--sae-to", help="sae-lens SAE directory of --to (its W_dec), for --score joint")
     m.add_argument("--threshold", help="'no match' above this distance, or 'auto'")
     m.add_argument(
         "--margin", type=finite_float, help="'no match' unless best <= (1-margin) x second"
@@ -89,6 +98,20 @@ def find_site(runs: dict[str, Any], key: str, flag: str) -> Any:
     return runs[site_name(runs, key, flag)]
 
 
+def decoder_matrix(path: str, flag: str) -> Any:
+    """``W_dec`` ``(d_sae, d_model)`` of a sae-lens SAE directory or ``.safetensors`` file."""
+    from semot._utils.safetensors import read_safetensors
+
+    p = Path(path)
+    file = p / "sae_weights.safetensors" if p.is_dir() else p
+    if not file.is_file():
+        raise ValueError(f"{flag} {path}: no sae_weights.safetensors (a sae-lens SAE directory)")
+    tensors, _ = read_safetensors(file)
+    if "W_dec" not in tensors:
+        raise ValueError(f"{flag} {path}: {file.name} holds no W_dec")
+    return tensors["W_dec"]
+
+
 def load_sites(path: str) -> dict[str, Any]:
     """Load the sites of a ``semot collect`` output dir, or one FeatureDistributions dir."""
     from semot.collection.run import load_run
@@ -123,12 +146,24 @@ def run_match(args: argparse.Namespace) -> int:
     source, target = runs[source_name], runs[target_name]
     run: Callable[..., Any] = match
     kwargs: dict[str, Any] = {}
+    if args.score == "joint":
+        if not (args.sae_from and args.sae_to):
+            raise ValueError("--score joint: needs --sae-from and --sae-to (the SAE directories)")
+        if args.scheduler:
+            raise ValueError("--score joint: not on a Dask cluster yet; drop --scheduler")
+        kwargs = {
+            "score": "joint",
+            "source_decoder": decoder_matrix(args.sae_from, "--sae-from"),
+            "target_decoder": decoder_matrix(args.sae_to, "--sae-to"),
+        }
+    elif args.sae_from or args.sae_to:
+        raise ValueError("--sae-from/--sae-to: only used with --score joint")
     if args.scheduler:
         from semot import distributed
 
         # Finished blocks are kept next to the output until it is written: rerun to resume.
         run = distributed.match
-        kwargs = {"client": args.scheduler, "checkpoint": out.with_name(out.name + ".blocks")}
+        kwargs |= {"client": args.scheduler, "checkpoint": out.with_name(out.name + ".blocks")}
     frame = run(
         source,
         target,
