@@ -377,6 +377,7 @@ def pair_scores(
     """Score matrices ``(len(src), len(tgt))`` of ``methods`` (lower is closer)."""
     from scipy.spatial.distance import cdist
 
+    from semot.distances.centroid import centroids
     from semot.distances.projections import random_projections
     from semot.distances.sliced import sliced_wasserstein_cdist
 
@@ -396,14 +397,7 @@ def pair_scores(
     if "sliced-512" in need:
         out["sliced-512"] = sliced_wasserstein_cdist(src, tgt, n_projections=512, seed=seed)
     if need & {"centroid", "rerank-centroid", "joint-centroid"}:
-
-        def means(c: Any) -> npt.NDArray[np.float64]:
-            seg = np.repeat(np.arange(len(c)), np.diff(c.offsets))
-            m = np.zeros((len(c), c.dim))
-            np.add.at(m, seg, np.asarray(c.weights, np.float64)[:, None] * c.points)
-            return m
-
-        out["centroid"] = cdist(means(src), means(tgt))
+        out["centroid"] = cdist(centroids(src), centroids(tgt))
     if token is not None:
         out["token"] = token
         if "sliced" in out:

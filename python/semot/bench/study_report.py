@@ -53,6 +53,13 @@ def summary_table(
     return stats.reset_index()
 
 
+def _lookup(table: Any, geometry: str, method: str, hops: int) -> Any:
+    """Return the row of ``table`` (:func:`summary_table`) of one cell (empty: not measured)."""
+    return table[
+        (table["geometry"] == geometry) & (table["method"] == method) & (table["hops"] == hops)
+    ]
+
+
 def _cell(mean: float, sd: float, count: int) -> str:
     if mean != mean:
         return "n/a"
@@ -75,9 +82,7 @@ def _markdown(table: Any, title: str) -> list[str]:
     for geo, method in keys:
         cells = []
         for h in hops:
-            r = table[
-                (table["geometry"] == geo) & (table["method"] == method) & (table["hops"] == h)
-            ]
+            r = _lookup(table, geo, method, h)
             if r.empty:
                 cells.append("n/a")
             else:
@@ -156,9 +161,7 @@ def headline(report: dict[str, Any], *, silver: str = "correlation", threshold: 
     for label, geo, method in HEADLINE:
         cells = []
         for h in hops:
-            r = table[
-                (table["geometry"] == geo) & (table["method"] == method) & (table["hops"] == h)
-            ]
+            r = _lookup(table, geo, method, h)
             cells.append(
                 "n/a"
                 if r.empty
@@ -192,7 +195,7 @@ def margins(
     hops = sorted(table["hops"].unique())
 
     def mean(geo: str, method: str, h: int) -> float:
-        r = table[(table["geometry"] == geo) & (table["method"] == method) & (table["hops"] == h)]
+        r = _lookup(table, geo, method, h)
         return float(r["mean"].iloc[0]) if not r.empty else float("nan")
 
     rows = []
