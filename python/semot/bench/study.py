@@ -333,11 +333,12 @@ def _rerank(first: npt.NDArray[np.float64], then: npt.NDArray[np.float64]) -> An
 
 def projected_moments(c: Any, projections: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Per cloud: the weighted mean and standard deviation of its projections, ``(N, 2L)``."""
+    from semot.distances.centroid import centroids
+
     proj = np.asarray(c.points, np.float64) @ projections
     w = np.asarray(c.weights, np.float64)
     seg = np.repeat(np.arange(len(c)), np.diff(c.offsets))
-    mean = np.zeros((len(c), proj.shape[1]))
-    np.add.at(mean, seg, w[:, None] * proj)
+    mean = centroids(c) @ projections  # projection is linear: the projected centroid
     var = np.zeros_like(mean)
     np.add.at(var, seg, w[:, None] * (proj - mean[seg]) ** 2)
     return np.hstack([mean, np.sqrt(np.maximum(var, 0.0))])
@@ -528,12 +529,11 @@ def score_rows(
 # ----------------------------------------------------------------------------------- the study
 def _decoder_distance(setup: Any, source: str, target: str) -> npt.NDArray[np.float64]:
     from semot.evaluation.methods import sae_state
+    from semot.matching.sets import unit_rows
 
     ws = sae_state(setup.saes[source][0], "source_sae", setup.sites[source].d_sae)["W_dec"]
     wt = sae_state(setup.saes[target][0], "target_sae", setup.sites[target].d_sae)["W_dec"]
-    ws = ws / np.maximum(np.linalg.norm(ws, axis=1, keepdims=True), 1e-300)
-    wt = wt / np.maximum(np.linalg.norm(wt, axis=1, keepdims=True), 1e-300)
-    out: npt.NDArray[np.float64] = 1.0 - ws @ wt.T
+    out: npt.NDArray[np.float64] = 1.0 - unit_rows(ws) @ unit_rows(wt).T
     return out
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semot.matching.frame import Assignment, Threshold, matches_from_distances
-from semot.matching.sets import centroids, feature_set
+from semot.matching.sets import centroids, feature_set, unit_rows
 
 
 def _np(x: Any, name: str, ndim: int) -> npt.NDArray[np.float64]:
@@ -34,11 +34,6 @@ def _np(x: Any, name: str, ndim: int) -> npt.NDArray[np.float64]:
     if not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains non-finite values")
     return arr
-
-
-def _unit_rows(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    out: npt.NDArray[np.float64] = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
-    return out
 
 
 def decoder_cosine_match(
@@ -59,8 +54,8 @@ def decoder_cosine_match(
     k, assignment, threshold, margin
         As in :func:`semot.match`.
     """
-    ds = _unit_rows(_np(source_decoder, "source_decoder", 2))
-    dt = _unit_rows(_np(target_decoder, "target_decoder", 2))
+    ds = unit_rows(_np(source_decoder, "source_decoder", 2))
+    dt = unit_rows(_np(target_decoder, "target_decoder", 2))
     if ds.shape[1] != dt.shape[1]:
         raise ValueError(
             f"decoders have different widths ({ds.shape[1]} vs {dt.shape[1]}): decoder cosine "

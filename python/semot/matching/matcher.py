@@ -53,7 +53,7 @@ from semot.matching.search import (
     KnnBackend,
     resolve_knn_backend,
 )
-from semot.matching.sets import decoder_rows, feature_sets
+from semot.matching.sets import decoder_rows, feature_sets, unit_rows
 from semot.matching.sets import feature_set as feature_set
 
 __all__ = [
@@ -368,12 +368,7 @@ def decoder_pair_distances(
             f"source_decoder, target_decoder: rows of width {source_rows.shape[1]} and "
             f"{target_rows.shape[1]} cannot be compared"
         )
-
-    def unit(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        norm = np.linalg.norm(w, axis=1, keepdims=True)
-        return w / np.where(norm > 0, norm, 1.0)
-
-    us, ut = unit(source_rows), unit(target_rows)
+    us, ut = unit_rows(source_rows), unit_rows(target_rows)
     out = np.empty(len(pairs))
     block = 1 << 16
     for start in range(0, len(pairs), block):

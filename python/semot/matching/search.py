@@ -31,7 +31,7 @@ import numpy.typing as npt
 from semot._utils.checks import FloatArray, check_choice, check_positive_int
 from semot.distances.projections import random_projections
 from semot.distances.sliced import sliced_quantile_embedding
-from semot.matching.sets import FeatureSet, centroids, decoder_rows, feature_sets
+from semot.matching.sets import FeatureSet, centroids, decoder_rows, feature_sets, unit_rows
 
 __all__ = [
     "KNN_BLOCK_ROWS",
@@ -213,7 +213,7 @@ def _search(
 
         return TopK(*knn(a_, b_, k, metric=metric, device=device, block=block))
     if metric == "cosine":
-        a_, b_ = _unit_rows(a_), _unit_rows(b_)
+        a_, b_ = unit_rows(a_), unit_rows(b_)
     if backend == "faiss":
         return _search_faiss(a_, b_, k, metric)
     if metric == "cosine":
@@ -232,12 +232,6 @@ def _search(
 
     top = _blocked(a_, b_, k, block, squared)
     return TopK(top.indices, np.sqrt(top.distances))
-
-
-def _unit_rows(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    x = np.asarray(x, np.float64)
-    out: npt.NDArray[np.float64] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return out
 
 
 def _blocked(a: npt.NDArray[Any], b: npt.NDArray[Any], k: int, block: int, distances: Any) -> TopK:

@@ -18,7 +18,7 @@ from semot.clouds import PointClouds, as_clouds
 from semot.distances.centroid import centroids
 from semot.errors import UnfiredFeaturesWarning
 
-__all__ = ["FeatureSet", "centroids", "decoder_rows", "feature_set", "feature_sets"]
+__all__ = ["FeatureSet", "centroids", "decoder_rows", "feature_set", "feature_sets", "unit_rows"]
 
 
 @dataclass
@@ -82,6 +82,15 @@ def feature_sets(source: Any, target: Any, *, warn: bool = True) -> tuple[Featur
                 stacklevel=3,
             )
     return src, tgt
+
+
+def unit_rows(x: Any) -> npt.NDArray[np.float64]:
+    """Rows of ``x`` scaled to unit L2 norm, float64 (norms below 1e-12 count as 1e-12)."""
+    arr = np.asarray(x, np.float64)
+    out: npt.NDArray[np.float64] = arr / np.maximum(
+        np.linalg.norm(arr, axis=1, keepdims=True), 1e-12
+    )
+    return out
 
 
 def decoder_rows(w: Any, ids: npt.NDArray[np.int64], name: str) -> npt.NDArray[np.float64]:
