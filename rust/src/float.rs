@@ -2,6 +2,8 @@
 
 use ndarray::LinalgScalar;
 
+use crate::simd::{self, CostKind, Kernel};
+
 /// A point coordinate type. Kernels compute in `Self` and accumulate sums in `f64`.
 pub trait Real:
     LinalgScalar + PartialOrd + Default + Send + Sync + std::fmt::Debug + std::iter::Sum
@@ -29,10 +31,22 @@ pub trait Real:
     fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
     /// `c = a · bᵀ` for row-major `a (m, k)`, `b (n, k)`, `c (m, n)`, on the calling thread.
     fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize);
+    /// The per-direction merge sums of [`simd::BLOCK`] directions of two clouds in one
+    /// slice by the SIMD kernel `kernel` (see [`simd::merge_f32_joint`]), or `None` where
+    /// there is no such kernel for this type.
+    fn merge_block_joint(
+        kernel: Kernel,
+        cost: CostKind,
+        data: &[[Self; 2]],
+        xo: usize,
+        n: usize,
+        yo: usize,
+        m: usize,
+    ) -> Option<[Self; simd::BLOCK]>;
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $cancel:literal) => {
+    ($t:ty, $name:literal, $cancel:literal, $joint:expr) => {
         impl Real for $t {
             const NAME: &'static str = $name;
             const CANCELLATION: f64 = $cancel;
@@ -82,9 +96,22 @@ macro_rules! impl_real {
                 let c = MatMut::from_row_major_slice_mut(c, m, n);
                 faer::linalg::matmul::matmul(c, Accum::Replace, a, b.transpose(), 1.0, Par::Seq);
             }
+            #[inline]
+            fn merge_block_joint(
+                kernel: Kernel,
+                cost: CostKind,
+                data: &[[Self; 2]],
+                xo: usize,
+                n: usize,
+                yo: usize,
+                m: usize,
+            ) -> Option<[Self; simd::BLOCK]> {
+                $joint(kernel, cost, data, xo, n, yo, m)
+            }
         }
     };
 }
 
-impl_real!(f32, "float32", 0.05);
-impl_real!(f64, "float64", 1e-6);
+impl_real!(f32, "float32", 0.05, simd::merge_f32_joint);
+// No SIMD merge for f64: the collections are f32, and f64 halves the lanes.
+impl_real!(f64, "float64", 1e-6, |_, _, _, _, _, _, _| None);

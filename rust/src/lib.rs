@@ -14,20 +14,36 @@
 //!   index arrays.
 //! * [`linkage`]: union-find, connected components and single-linkage merge trees.
 //! * [`parallel`]: the thread-pool and chunked driver shared by every bulk kernel.
+//! * [`simd`]: the AVX2 merge kernel of [`sliced`], the crate's only `unsafe` code.
 
+#[forbid(unsafe_code)]
 pub mod clouds;
+#[forbid(unsafe_code)]
 pub mod error;
+#[forbid(unsafe_code)]
 pub mod float;
+#[forbid(unsafe_code)]
 pub mod linkage;
+#[forbid(unsafe_code)]
 pub mod pairs;
+#[forbid(unsafe_code)]
 pub mod parallel;
+#[forbid(unsafe_code)]
 pub mod projections;
+#[forbid(unsafe_code)]
 pub mod quantile;
+#[forbid(unsafe_code)]
 pub mod sinkhorn;
+#[forbid(unsafe_code)]
 pub mod sliced;
+#[forbid(unsafe_code)]
 pub mod wasserstein1d;
 
+/// The only module allowed `unsafe` code (SIMD intrinsics), audited: see its documentation.
+pub mod simd;
+
 #[cfg(feature = "python")]
+#[forbid(unsafe_code)]
 mod py;
 
 pub use clouds::CloudsView;

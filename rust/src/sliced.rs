@@ -18,6 +18,7 @@ use crate::pairs::{check_pairs, condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
 use crate::quantile;
+use crate::simd;
 use crate::wasserstein1d::{check_p, merge_scaled, sorted_representation, Cost, Pn, P1, P2};
 
 /// Runs `$body` with `$cost` bound to the cost type specialised for `$p`.
@@ -52,6 +53,17 @@ pub struct Sorted<T> {
     uniform: Vec<bool>,
 }
 
+/// Some clouds of one set, for [`Sorted::joint`].
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'v, 'a, T> {
+    /// The set.
+    pub clouds: &'v CloudsView<'a, T>,
+    /// Its name in messages (`"A"`, `"B"`).
+    pub name: &'v str,
+    /// The clouds to take, in this order (`None`: all of them).
+    pub subset: Option<&'v [usize]>,
+}
+
 impl<T: Real> Sorted<T> {
     /// Projects and sorts every cloud once (in parallel over clouds).
     ///
@@ -65,11 +77,60 @@ impl<T: Real> Sorted<T> {
         proj: &Projections<'_, T>,
         exec: &Executor<'_>,
     ) -> Result<Self> {
-        proj.check_dim(name, clouds.dim())?;
+        let part = Part {
+            clouds,
+            name,
+            subset: None,
+        };
+        Self::joint(&[part], proj, exec)
+    }
+
+    /// Like [`Sorted::new`], for the clouds `subset` of `clouds` only (in that order).
+    ///
+    /// # Errors
+    /// As [`Sorted::new`].
+    pub fn new_subset(
+        clouds: &CloudsView<'_, T>,
+        name: &str,
+        subset: &[usize],
+        proj: &Projections<'_, T>,
+        exec: &Executor<'_>,
+    ) -> Result<Self> {
+        let part = Part {
+            clouds,
+            name,
+            subset: Some(subset),
+        };
+        Self::joint(&[part], proj, exec)
+    }
+
+    /// The clouds of several parts in one allocation, part after part: the merge of two
+    /// clouds of one `Sorted` loads from one base, which is what its SIMD kernel needs
+    /// ([`simd::merge_f32_joint`]).
+    ///
+    /// # Errors
+    /// As [`Sorted::new`].
+    pub fn joint(
+        parts: &[Part<'_, '_, T>],
+        proj: &Projections<'_, T>,
+        exec: &Executor<'_>,
+    ) -> Result<Self> {
         let n_dirs = proj.len();
-        let sizes: Vec<usize> = (0..clouds.len()).map(|c| clouds.size(c)).collect();
+        let mut items: Vec<(&CloudsView<'_, T>, usize)> = Vec::new();
+        for part in parts {
+            proj.check_dim(part.name, part.clouds.dim())?;
+            match part.subset {
+                Some(subset) => items.extend(subset.iter().map(|&c| (part.clouds, c))),
+                None => items.extend((0..part.clouds.len()).map(|c| (part.clouds, c))),
+            }
+        }
+        let names: Vec<&str> = parts.iter().map(|p| p.name).collect();
+        let what = format!(
+            "{n_dirs} sorted projections of the clouds of {}",
+            names.join(" and ")
+        );
+        let sizes: Vec<usize> = items.iter().map(|&(s, c)| s.size(c)).collect();
         let mut base = Vec::with_capacity(sizes.len() + 1);
-        let what = format!("{n_dirs} sorted projections of the clouds of {name}");
         let mut total = 0usize;
         for &n in &sizes {
             base.push(total);
@@ -83,22 +144,21 @@ impl<T: Real> Sorted<T> {
         }
         base.push(total);
         let mut data = try_vec(total, [T::zero(); 2], "n_projections", &what)?;
-        let uniform: Vec<bool> = (0..clouds.len())
-            .map(|c| {
-                let w = clouds.weights(c);
-                w.iter().all(|&x| x == w[0])
-            })
+        let uniform: Vec<bool> = items
+            .iter()
+            .map(|&(s, c)| uniform_size(s.weights(c)).is_some())
             .collect();
         {
-            let mut items = Vec::with_capacity(sizes.len());
+            let mut blocks = Vec::with_capacity(sizes.len());
             let mut rest = data.as_mut_slice();
             for &n in &sizes {
                 let (block, tail) = rest.split_at_mut(n_dirs * (n + 1));
-                items.push(block);
+                blocks.push(block);
                 rest = tail;
             }
-            exec.each(items, |c, block| {
-                let n = sizes[c];
+            exec.each(blocks, |k, block| {
+                let (clouds, c) = items[k];
+                let n = sizes[k];
                 let projected = proj.project(clouds.points(c));
                 let w = clouds.weights(c);
                 let mut pairs = Vec::with_capacity(n);
@@ -145,8 +205,17 @@ impl<T: Real> Sorted<T> {
         let (x, y) = (self.block(i), other.block(j));
         if n == m && self.uniform[i] && other.uniform[j] {
             aligned_sum(cost, x, y, n, self.n_dirs)
+        } else if std::ptr::eq(self, other) {
+            // One allocation: the SIMD kernel loads from one base (every bulk function
+            // builds one `Sorted` for both sides, see `Sorted::joint`).
+            let joint = Joint {
+                data: &self.data,
+                xo: self.base[i],
+                yo: self.base[j],
+            };
+            merge_sum(cost, x, n, y, m, self.n_dirs, Some(joint))
         } else {
-            merge_sum(cost, x, n, y, m, self.n_dirs)
+            merge_sum(cost, x, n, y, m, self.n_dirs, None)
         }
     }
 
@@ -261,8 +330,10 @@ impl<T: Real> Lane<T> {
     }
 }
 
-/// General weights: one fixed-length merge per direction, four directions in lock-step so that
-/// four independent dependency chains are in flight.
+/// General weights: one fixed-length merge per direction. When both clouds lie in one
+/// allocation (`joint`), blocks of [`simd::BLOCK`] directions go to the machine's SIMD kernel
+/// if it has one ([`simd::kernel`]); the rest go to [`merge_dirs`]; the per-direction sums are added up in the same order either way, so the
+/// result has the same bits with or without SIMD.
 fn merge_sum<T: Real, C: Cost<T>>(
     cost: C,
     x: &[[T; 2]],
@@ -270,11 +341,53 @@ fn merge_sum<T: Real, C: Cost<T>>(
     y: &[[T; 2]],
     m: usize,
     n_dirs: usize,
+    joint: Option<Joint<'_, T>>,
+) -> f64 {
+    let (sx, sy) = (n + 1, m + 1);
+    let kernel = simd::kernel();
+    let mut total = 0.0f64;
+    let mut l = 0;
+    if let (Some(Joint { data, xo, yo }), true) = (joint, kernel != simd::Kernel::Scalar) {
+        while l + simd::BLOCK <= n_dirs {
+            let sums =
+                T::merge_block_joint(kernel, cost.kind(), data, xo + l * sx, n, yo + l * sy, m);
+            let Some(sums) = sums else {
+                break;
+            };
+            // Groups of four, as merge_dirs adds them.
+            for g in sums.chunks_exact(4) {
+                total += g[0].to_f64() + g[1].to_f64() + g[2].to_f64() + g[3].to_f64();
+            }
+            l += simd::BLOCK;
+        }
+    }
+    merge_dirs(cost, x, n, y, m, l, n_dirs, total)
+}
+
+/// Two clouds' sorted representations in one allocation: entries `xo..` and `yo..` of `data`.
+#[derive(Clone, Copy)]
+struct Joint<'a, T> {
+    data: &'a [[T; 2]],
+    xo: usize,
+    yo: usize,
+}
+
+/// The scalar merge of directions `l0 .. n_dirs` added to `total`: four directions in
+/// lock-step, so that four independent dependency chains are in flight, their sums added in
+/// groups of four.
+fn merge_dirs<T: Real, C: Cost<T>>(
+    cost: C,
+    x: &[[T; 2]],
+    n: usize,
+    y: &[[T; 2]],
+    m: usize,
+    l0: usize,
+    n_dirs: usize,
+    mut total: f64,
 ) -> f64 {
     let (sx, sy) = (n + 1, m + 1);
     let steps = n + m - 1;
-    let mut total = 0.0f64;
-    let mut l = 0;
+    let mut l = l0;
     while l + 4 <= n_dirs {
         let xb = &x[l * sx..(l + 4) * sx];
         let yb = &y[l * sy..(l + 4) * sy];
@@ -422,13 +535,20 @@ pub fn cdist<T: Real>(
         }
         return routed_cdist(a, b, &route, proj, same, exec);
     }
-    let sa = Sorted::new(a, "A", proj, exec)?;
-    let sb = if same {
-        None
-    } else {
-        Some(Sorted::new(b, "B", proj, exec)?)
+    // One allocation for both sets (B's clouds after A's): see [`Sorted::joint`].
+    let part = |clouds, name| Part {
+        clouds,
+        name,
+        subset: None,
     };
-    let sb_ref = sb.as_ref().unwrap_or(&sa);
+    let (s, off) = if same {
+        (Sorted::new(a, "A", proj, exec)?, 0)
+    } else {
+        (
+            Sorted::joint(&[part(a, "A"), part(b, "B")], proj, exec)?,
+            na,
+        )
+    };
     let mut out = try_vec(len, 0.0f64, "B", &what)?;
     with_cost!(T, p, |cost| {
         fill_matrix(
@@ -439,7 +559,7 @@ pub fn cdist<T: Real>(
             exec,
             |_, _| {},
             |_, _| true,
-            |i, j| sa.distance(i, sb_ref, j, cost),
+            |i, j| s.distance(i, &s, off + j, cost),
         )
     })?;
     Ok(out)
@@ -475,16 +595,21 @@ fn routed_cdist<T: Real>(
             .collect()
     };
     let need_a = needed(na, &in_rows, route.cols.len() == nb);
-    let sa = Sorted::new_subset(a, "A", &need_a, proj, exec)?;
-    let pos_a = positions(na, &need_a);
-    let (sb, pos_b) = if same {
-        (None, None)
+    let pos_a = positions(na, &need_a, 0);
+    let part = |clouds, name, subset| Part {
+        clouds,
+        name,
+        subset: Some(subset),
+    };
+    // One allocation for both sides (see [`Sorted::joint`]); B's clouds after A's.
+    let (s, pos_b) = if same {
+        (Sorted::joint(&[part(a, "A", &need_a)], proj, exec)?, None)
     } else {
         let need_b = needed(nb, &in_cols, route.rows.len() == na);
-        let sb = Sorted::new_subset(b, "B", &need_b, proj, exec)?;
-        (Some(sb), Some(positions(nb, &need_b)))
+        let s = Sorted::joint(&[part(a, "A", &need_a), part(b, "B", &need_b)], proj, exec)?;
+        (s, Some(positions(nb, &need_b, need_a.len())))
     };
-    let (sb, pos_b) = (sb.as_ref().unwrap_or(&sa), pos_b.as_ref().unwrap_or(&pos_a));
+    let pos_b = pos_b.as_ref().unwrap_or(&pos_a);
     let what = format!("a {na} x {nb} distance matrix");
     let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
     fill_matrix(
@@ -501,16 +626,16 @@ fn routed_cdist<T: Real>(
             });
         },
         |i, j| !(in_rows[i] && in_cols[j]),
-        |i, j| sa.distance(pos_a[i], sb, pos_b[j], P2),
+        |i, j| s.distance(pos_a[i], &s, pos_b[j], P2),
     )?;
     Ok(out)
 }
 
-/// Position of each cloud in `subset` (in order), `usize::MAX` for the others.
-fn positions(n: usize, subset: &[usize]) -> Vec<usize> {
+/// Position of each cloud in `subset` (in order) plus `offset`, `usize::MAX` for the others.
+fn positions(n: usize, subset: &[usize], offset: usize) -> Vec<usize> {
     let mut pos = vec![usize::MAX; n];
     for (k, &c) in subset.iter().enumerate() {
-        pos[c] = k;
+        pos[c] = offset + k;
     }
     pos
 }
@@ -622,8 +747,14 @@ pub fn pairs<T: Real>(
     // Only the clouds that appear in some pair are prepared.
     let (sub_a, map_a) = used(pairs, 0, a.len());
     let (sub_b, map_b) = used(pairs, 1, b.len());
-    let sa = Sorted::new_subset(a, "A", &sub_a, proj, exec)?;
-    let sb = Sorted::new_subset(b, "B", &sub_b, proj, exec)?;
+    let part = |clouds, name, subset| Part {
+        clouds,
+        name,
+        subset: Some(subset),
+    };
+    // One allocation for both sides (see [`Sorted::joint`]); B's clouds after A's.
+    let s = Sorted::joint(&[part(a, "A", &sub_a), part(b, "B", &sub_b)], proj, exec)?;
+    let off = sub_a.len();
     let k = pairs.len() / 2;
     let mut out = try_vec(k, 0.0f64, "pairs", &format!("{k} distances"))?;
     with_cost!(T, p, |cost| {
@@ -632,7 +763,7 @@ pub fn pairs<T: Real>(
                 let q = start + k;
                 let i = map_a[pairs[2 * q] as usize];
                 let j = map_b[pairs[2 * q + 1] as usize];
-                *v = sa.distance(i, &sb, j, cost);
+                *v = s.distance(i, &s, off + j, cost);
             }
         })
     })?;
@@ -651,45 +782,6 @@ fn used(pairs: &[i64], side: usize, n: usize) -> (Vec<usize>, Vec<usize>) {
         }
     }
     (list, pos)
-}
-
-impl<T: Real> Sorted<T> {
-    /// Like [`Sorted::new`], for the clouds `subset` of `clouds` only (in that order).
-    ///
-    /// # Errors
-    /// As [`Sorted::new`].
-    pub fn new_subset(
-        clouds: &CloudsView<'_, T>,
-        name: &str,
-        subset: &[usize],
-        proj: &Projections<'_, T>,
-        exec: &Executor<'_>,
-    ) -> Result<Self> {
-        if subset.len() == clouds.len() && subset.iter().enumerate().all(|(k, &c)| k == c) {
-            return Self::new(clouds, name, proj, exec);
-        }
-        // Gather the subset into a compact CSR copy; only used clouds are copied.
-        let d = clouds.dim();
-        let mut pts = Vec::new();
-        let mut w = Vec::new();
-        let mut offs = vec![0i64];
-        for &c in subset {
-            pts.extend_from_slice(clouds.points(c));
-            w.extend_from_slice(clouds.weights(c));
-            offs.push(w.len() as i64);
-        }
-        if subset.is_empty() {
-            return Ok(Self {
-                n_dirs: proj.len(),
-                sizes: Vec::new(),
-                base: vec![0],
-                data: Vec::new(),
-                uniform: Vec::new(),
-            });
-        }
-        let view = CloudsView::new(name, &pts, d, &w, &offs)?;
-        Self::new(&view, name, proj, exec)
-    }
 }
 
 #[cfg(test)]
@@ -905,6 +997,104 @@ mod tests {
             let two_sided = cdist(&a, &copy, &pr, 2.0, &ex).unwrap();
             prop_assert_eq!(&same, &two_sided);
         }
+    }
+
+    /// A cloud of `n` points in `d` dimensions on a coarse grid (ties and duplicate values in
+    /// every direction), with weights from a few levels (ties of cumulative weights), or all
+    /// equal when `uniform`.
+    fn grid_cloud(n: usize, d: usize, salt: u64, uniform: bool) -> (Vec<f32>, Vec<f32>) {
+        let mut state = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pts = (0..n * d)
+            .map(|_| (next() % 7) as f32 * 0.5 - 1.5)
+            .collect();
+        let w = (0..n)
+            .map(|_| {
+                if uniform {
+                    1.0
+                } else {
+                    [0.25f32, 1.0, 1.0, 3.0][(next() % 4) as usize]
+                }
+            })
+            .collect();
+        (pts, w)
+    }
+
+    #[test]
+    fn simd_kernel_is_present_where_the_cpu_has_one() {
+        // The bit-equality test below is vacuous without a kernel: make sure CI machines
+        // (x86_64 with AVX2) run it.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::env::var_os("SEMOT_SIMD").is_none() {
+            assert_eq!(simd::kernel(), simd::Kernel::Avx2);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn simd_merge_has_the_scalar_bits(
+            n in 1usize..40,
+            m in 1usize..40,
+            n_dirs in 1usize..56,
+            p in prop::sample::select(vec![1.0f64, 2.0]),
+            uniform in prop::sample::select(vec![(false, false), (true, false), (true, true)]),
+            salt in 0u64..1_000_000,
+        ) {
+            let d = 3;
+            let (px, wx) = grid_cloud(n, d, salt, uniform.0);
+            let (py, wy) = grid_cloud(m, d, salt + 1, uniform.1);
+            let (ox, oy) = ([0, n as i64], [0, m as i64]);
+            let a = CloudsView::new("A", &px, d, &wx, &ox).unwrap();
+            let b = CloudsView::new("B", &py, d, &wy, &oy).unwrap();
+            let proj = random_directions(d, n_dirs, salt).unwrap();
+            let proj: Vec<f32> = proj.iter().map(|&v| v as f32).collect();
+            let pr = Projections::new(&proj, d, n_dirs).unwrap();
+            let ex = Executor::sequential();
+            let part = |clouds, name| Part { clouds, name, subset: None };
+            let s = Sorted::joint(&[part(&a, "A"), part(&b, "B")], &pr, &ex).unwrap();
+            let (x, y) = (s.block(0), s.block(1));
+            with_cost!(f32, p, |cost| {
+                // The dispatching merge (SIMD blocks, then scalar) against the scalar merge.
+                let joint = Joint { data: &s.data, xo: s.base[0], yo: s.base[1] };
+                let got = merge_sum(cost, x, n, y, m, n_dirs, Some(joint));
+                let want = merge_dirs(cost, x, n, y, m, 0, n_dirs, 0.0);
+                prop_assert_eq!(got.to_bits(), want.to_bits(), "{} vs {}", got, want);
+                prop_assert_eq!(s.pair_sum(0, &s, 1, cost).to_bits(), want.to_bits());
+                // Each block of the kernel against the scalar lanes, direction by direction.
+                let mut l = 0;
+                while l + simd::BLOCK <= n_dirs {
+                    let kind = Cost::<f32>::kind(cost);
+                    let sums = simd::merge_f32_joint(simd::kernel(), kind, &s.data, s.base[0] + l * (n + 1), n, s.base[1] + l * (m + 1), m);
+                    prop_assert_eq!(sums.is_some(), simd::kernel() != simd::Kernel::Scalar);
+                    for (k, &v) in sums.iter().flatten().enumerate() {
+                        let one = merge_dirs(cost, x, n, y, m, l + k, l + k + 1, 0.0) as f32;
+                        prop_assert_eq!(v.to_bits(), one.to_bits(), "direction {}", l + k);
+                    }
+                    l += simd::BLOCK;
+                }
+                Ok::<(), TestCaseError>(())
+            })?;
+        }
+    }
+
+    #[test]
+    fn simd_merge_declines_what_it_cannot_do() {
+        let x = vec![[0.5f32, 0.0]; simd::BLOCK * 6];
+        let k = simd::kernel();
+        let sq = simd::CostKind::Square;
+        // Another order, blocks past the end, offsets that overflow, and empty clouds: the
+        // caller's scalar merge.
+        assert!(simd::merge_f32_joint(k, simd::CostKind::Other, &x, 0, 2, 48, 2).is_none());
+        assert!(simd::merge_f32_joint(k, sq, &x, 0, 2, 49, 2).is_none());
+        assert!(simd::merge_f32_joint(k, sq, &x, usize::MAX, 2, 0, 2).is_none());
+        assert!(simd::merge_f32_joint(k, sq, &x, 0, 0, 48, 2).is_none());
+        assert!(simd::merge_f32_joint(simd::Kernel::Scalar, sq, &x, 0, 2, 48, 2).is_none());
     }
 
     #[test]

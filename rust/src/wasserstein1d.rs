@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::simd::CostKind;
 
 /// The ground cost `|d|^p` on the line, specialised for the common orders.
 pub trait Cost<T>: Copy + Send + Sync {
@@ -19,6 +20,8 @@ pub trait Cost<T>: Copy + Send + Sync {
     fn root(self, x: f64) -> f64;
     /// The order `p`.
     fn p(self) -> f64;
+    /// Which SIMD specialisation of the merge applies ([`crate::simd`]).
+    fn kind(self) -> CostKind;
 }
 
 /// `p = 1`.
@@ -42,6 +45,9 @@ impl<T: Real> Cost<T> for P1 {
     fn p(self) -> f64 {
         1.0
     }
+    fn kind(self) -> CostKind {
+        CostKind::Abs
+    }
 }
 
 impl<T: Real> Cost<T> for P2 {
@@ -55,6 +61,9 @@ impl<T: Real> Cost<T> for P2 {
     fn p(self) -> f64 {
         2.0
     }
+    fn kind(self) -> CostKind {
+        CostKind::Square
+    }
 }
 
 impl<T: Real> Cost<T> for Pn<T> {
@@ -67,6 +76,9 @@ impl<T: Real> Cost<T> for Pn<T> {
     }
     fn p(self) -> f64 {
         self.0.to_f64()
+    }
+    fn kind(self) -> CostKind {
+        CostKind::Other
     }
 }
 

@@ -1,0 +1,354 @@
+//! The crate's one module with `unsafe` code: the merge of sliced Wasserstein across
+//! directions with SIMD intrinsics, behind runtime CPU-feature detection.
+//!
+//! The merge of two sorted weighted sequences (see [`crate::wasserstein1d`]) takes exactly
+//! `n + m − 1` steps in every direction, so vector lanes holding different directions of the
+//! same pair of clouds stay in lock-step: each step gathers one entry per lane from each
+//! cloud, and no lane ever waits for another. The kernels here do, per lane, the operations of
+//! the scalar merge of [`crate::sliced`] in the same order (a multiply then an add, never a
+//! fused multiply-add), so each direction's sum has the same bits as the scalar one; the
+//! caller adds the directions up in the scalar order, so whole distances are bit-identical.
+//!
+//! Both clouds' sorted representations lie in one allocation ([`crate::sliced::Sorted::joint`]),
+//! so one 32-bit entry index per lane addresses either, and each step loads only the entry it
+//! consumed: one 64-bit `[cumulative weight, value]` load per lane and step.
+//!
+//! * x86_64: AVX2, eight `f32` directions per vector, two vectors in flight. The eight loads
+//!   are scalar loads, not `vgatherdps`: on the machine measured (AMD Zen 4) the microcoded
+//!   gather was slower.
+//! * aarch64 (NEON): not yet. A NEON kernel was written and run under qemu-aarch64, and it
+//!   did not reproduce the scalar bits for `p = 1`; until it does, aarch64 takes the scalar
+//!   merge.
+//!
+//! Everything else (other CPUs, `f64`, orders other than 1 and 2, or `SEMOT_SIMD=off` in the
+//! environment) takes the scalar merge, against which these kernels are tested bit for bit.
+//!
+//! Memory safety does not depend on the data: every index is clamped to its own direction's
+//! block before it is used, and the block sizes are checked against the slices on entry.
+#![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::sync::OnceLock;
+
+/// The ground cost of a merge, for the kernels that specialise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostKind {
+    /// `|d|`.
+    Abs,
+    /// `d²`.
+    Square,
+    /// Any other order (no SIMD kernel).
+    Other,
+}
+
+/// Directions one call of [`merge_f32_joint`] handles at a time: the kernels' vector width times the
+/// vectors they keep in flight.
+pub const BLOCK: usize = 16;
+
+/// The largest `BLOCK · (n + 1)` for which entry indices fit the kernels' 32-bit lanes.
+const MAX_INDEX: usize = i32::MAX as usize;
+
+/// Which kernel [`merge_f32_joint`] runs on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// x86_64 with AVX2.
+    Avx2,
+    /// No SIMD kernel: the caller's scalar merge.
+    Scalar,
+}
+
+impl Kernel {
+    /// The name used in messages and benchmark records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx2 => "avx2",
+            Kernel::Scalar => "scalar",
+        }
+    }
+}
+
+/// The kernel of this machine, detected once; `SEMOT_SIMD=off` (or `0`, `false`, `no`) in
+/// the environment selects the scalar merge, for comparisons.
+pub fn kernel() -> Kernel {
+    static KERNEL: OnceLock<Kernel> = OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let off = std::env::var("SEMOT_SIMD").is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "off" | "0" | "false" | "no"
+            )
+        });
+        if off {
+            Kernel::Scalar
+        } else {
+            detect()
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Kernel {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        Kernel::Avx2
+    } else {
+        Kernel::Scalar
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Kernel {
+    Kernel::Scalar
+}
+
+/// Per-direction merge sums of [`BLOCK`] directions of two clouds whose sorted
+/// representations lie in one slice, or `None` where no kernel applies (then the caller
+/// merges those directions itself).
+///
+/// `data` holds the `BLOCK` blocks of the first cloud from entry `xo` on, direction `l` at
+/// entries `xo + l·(n + 1) .. xo + (l + 1)·(n + 1)` (`n + 1` entries `[cumulative weight,
+/// value]`, see [`crate::wasserstein1d`]), and those of the second cloud, with `m` points,
+/// from entry `yo` on. Lane `l` of the result is `Σ_steps Δt · cost(x − y)` over the
+/// `n + m − 1` merge steps of direction `l`, accumulated in `f32` with the scalar merge's
+/// operations in the scalar merge's order (so with its bits).
+pub fn merge_f32_joint(
+    kernel: Kernel,
+    cost: CostKind,
+    data: &[[f32; 2]],
+    xo: usize,
+    n: usize,
+    yo: usize,
+    m: usize,
+) -> Option<[f32; BLOCK]> {
+    if cost == CostKind::Other || n == 0 || m == 0 || data.len() > MAX_INDEX {
+        return None;
+    }
+    let (sx, sy) = (n + 1, m + 1);
+    let fits = |o: usize, s: usize| {
+        BLOCK
+            .checked_mul(s)
+            .and_then(|len| o.checked_add(len))
+            .is_some_and(|end| end <= data.len())
+    };
+    if !fits(xo, sx) || !fits(yo, sy) {
+        return None;
+    }
+    let abs = cost == CostKind::Abs;
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+            // SAFETY: the guard checked that this CPU has AVX2 (a cached flag, whatever kernel
+            // the caller asked for); both clouds' `BLOCK` blocks lie inside `data` and every
+            // entry index fits 32 bits (`data` has at most `i32::MAX` entries), checked
+            // above, which is all `avx2::merge` reads.
+            Some(unsafe { avx2::merge(abs, data, xo, sx, yo, sy) })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::BLOCK;
+    use std::arch::x86_64::{
+        __m256, __m256i, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps,
+        _mm256_blendv_epi8, _mm256_blendv_ps, _mm256_castpd128_pd256, _mm256_castpd_ps,
+        _mm256_castps_si256, _mm256_cmp_ps, _mm256_insertf128_pd, _mm256_min_epi32, _mm256_min_ps,
+        _mm256_mul_ps, _mm256_mullo_epi32, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
+        _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256,
+        _mm256_sub_epi32, _mm256_sub_ps, _mm256_xor_si256, _mm_load_sd, _mm_loadh_pd, _mm_prefetch,
+        _CMP_GT_OQ, _CMP_LE_OQ, _MM_HINT_T0,
+    };
+
+    /// Loads the entries at `idx` (eight lanes, entry indices into `base`) as `(weights,
+    /// values)`, lanes in order.
+    ///
+    /// # Safety
+    /// AVX2 must be available, and `base[idx[k]]` must be in bounds for every lane `k`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    // `_mm256_storeu_si256` and `_mm_load_sd`/`_mm_loadh_pd` do unaligned accesses, so the
+    // casts to more strictly aligned pointer types are sound.
+    #[allow(clippy::cast_ptr_alignment)]
+    unsafe fn load8(base: *const [f32; 2], idx: __m256i) -> (__m256, __m256) {
+        let mut at = [0i32; 8];
+        // SAFETY: `at` holds the 8 i32 the store writes.
+        unsafe { _mm256_storeu_si256(at.as_mut_ptr().cast::<__m256i>(), idx) };
+        let e = |k: usize| base.wrapping_add(at[k] as usize).cast::<f64>();
+        // SAFETY: every `at[k]` is the index of an entry of `base` by the caller's contract,
+        // and each load reads that one 8-byte entry.
+        let (e01, e23, e45, e67) = unsafe {
+            (
+                _mm_loadh_pd(_mm_load_sd(e(0)), e(1)),
+                _mm_loadh_pd(_mm_load_sd(e(2)), e(3)),
+                _mm_loadh_pd(_mm_load_sd(e(4)), e(5)),
+                _mm_loadh_pd(_mm_load_sd(e(6)), e(7)),
+            )
+        };
+        // [e0 e1 | e4 e5] and [e2 e3 | e6 e7], as [w v w v | w v w v] floats.
+        let lo = _mm256_castpd_ps(_mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(e01), e45));
+        let hi = _mm256_castpd_ps(_mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(e23), e67));
+        (
+            _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi),
+            _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi),
+        )
+    }
+
+    /// One vector of eight directions: the current entry of each cloud per lane, the merge
+    /// state, and the bounds of the lanes' indices.
+    #[derive(Clone, Copy)]
+    struct Lanes {
+        a: __m256,
+        xv: __m256,
+        b: __m256,
+        yv: __m256,
+        prev: __m256,
+        acc: __m256,
+        ix: __m256i,
+        iy: __m256i,
+        x_last: __m256i,
+        y_last: __m256i,
+    }
+
+    impl Lanes {
+        /// The lanes of directions `8v .. 8v + 8`.
+        ///
+        /// # Safety
+        /// AVX2 must be available, and `base` must be `merge`'s `data` under its contract.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn new(
+            base: *const [f32; 2],
+            v: usize,
+            (xo, sx): (usize, usize),
+            (yo, sy): (usize, usize),
+        ) -> Self {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            // Lane k merges direction 8v + k, whose block of the first cloud starts at entry
+            // xo + (8v + k)·sx. Its last entry bounds the lane's index, which keeps every
+            // load in bounds whatever the weights hold.
+            let range = |o: usize, s: usize| {
+                let first = _mm256_add_epi32(
+                    _mm256_mullo_epi32(lane, _mm256_set1_epi32(s as i32)),
+                    _mm256_set1_epi32((o + 8 * v * s) as i32),
+                );
+                (
+                    first,
+                    _mm256_add_epi32(first, _mm256_set1_epi32(s as i32 - 1)),
+                )
+            };
+            let ((ix, x_last), (iy, y_last)) = (range(xo, sx), range(yo, sy));
+            // SAFETY: the first entry of each lane's block is in bounds (caller's contract).
+            let ((a, xv), (b, yv)) = unsafe { (load8(base, ix), load8(base, iy)) };
+            let zero = _mm256_setzero_ps();
+            Self {
+                a,
+                xv,
+                b,
+                yv,
+                prev: zero,
+                acc: zero,
+                ix,
+                iy,
+                x_last,
+                y_last,
+            }
+        }
+
+        /// One merge step in every lane: the scalar merge's step of [`crate::sliced`].
+        ///
+        /// # Safety
+        /// AVX2 must be available, and `base` must be the slice the lanes were made for.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn step<const ABS: bool>(&mut self, base: *const [f32; 2]) {
+            let t = _mm256_min_ps(self.a, self.b);
+            let dt = _mm256_sub_ps(t, self.prev);
+            let d = _mm256_sub_ps(self.xv, self.yv);
+            let term = if ABS {
+                _mm256_andnot_ps(_mm256_set1_ps(-0.0), d)
+            } else {
+                _mm256_mul_ps(d, d)
+            };
+            // A step of zero mass adds nothing, even where the cost is not finite.
+            let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(dt, _mm256_setzero_ps());
+            self.acc = _mm256_add_ps(self.acc, _mm256_and_ps(positive, _mm256_mul_ps(dt, term)));
+            self.prev = t;
+            let adv_ps = _mm256_cmp_ps::<_CMP_LE_OQ>(self.a, self.b);
+            // -1 where the first cloud advances, 0 where the second does.
+            let adv = _mm256_castps_si256(adv_ps);
+            let not_adv = _mm256_xor_si256(adv, _mm256_set1_epi32(-1));
+            self.ix = _mm256_min_epi32(_mm256_sub_epi32(self.ix, adv), self.x_last);
+            self.iy = _mm256_min_epi32(_mm256_sub_epi32(self.iy, not_adv), self.y_last);
+            // Only the entry the step consumed is replaced, by the next one of its cloud.
+            let next = _mm256_blendv_epi8(self.iy, self.ix, adv);
+            // SAFETY: `next` is a lane's `ix` or `iy`, each within its own block of the slice
+            // (it starts at the block's first entry, only grows, and is bounded by its last).
+            let (w, val) = unsafe { load8(base, next) };
+            self.a = _mm256_blendv_ps(self.a, w, adv_ps);
+            self.xv = _mm256_blendv_ps(self.xv, val, adv_ps);
+            self.b = _mm256_blendv_ps(w, self.b, adv_ps);
+            self.yv = _mm256_blendv_ps(val, self.yv, adv_ps);
+        }
+    }
+
+    /// See [`super::merge_f32_joint`] (`abs`: the cost `|d|`, else `d²`).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `data` must hold `BLOCK` blocks of `sx` entries from `xo` on
+    /// and of `sy` entries from `yo` on, and have at most `i32::MAX` entries.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn merge(
+        abs: bool,
+        data: &[[f32; 2]],
+        xo: usize,
+        sx: usize,
+        yo: usize,
+        sy: usize,
+    ) -> [f32; BLOCK] {
+        debug_assert!(xo + BLOCK * sx <= data.len() && yo + BLOCK * sy <= data.len());
+        debug_assert!(i32::try_from(data.len()).is_ok());
+        // SAFETY: the caller's contract is `merge_cost`'s.
+        unsafe {
+            if abs {
+                merge_cost::<true>(data, (xo, sx), (yo, sy))
+            } else {
+                merge_cost::<false>(data, (xo, sx), (yo, sy))
+            }
+        }
+    }
+
+    /// [`merge`] for one cost, two vectors in flight.
+    ///
+    /// # Safety
+    /// As for [`merge`].
+    #[target_feature(enable = "avx2")]
+    unsafe fn merge_cost<const ABS: bool>(
+        data: &[[f32; 2]],
+        x: (usize, usize),
+        y: (usize, usize),
+    ) -> [f32; BLOCK] {
+        let steps = x.1 + y.1 - 3;
+        let base = data.as_ptr();
+        // The lanes walk 32 streams at uneven paces, more than the hardware prefetchers
+        // follow: ask for every line of both clouds' blocks up front.
+        for (o, s) in [x, y] {
+            for e in (o..o + BLOCK * s).step_by(8) {
+                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(e).cast::<i8>());
+            }
+        }
+        // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), and `step`
+        // keeps each lane's index inside its own block.
+        unsafe {
+            let mut s0 = Lanes::new(base, 0, x, y);
+            let mut s1 = Lanes::new(base, 1, x, y);
+            for _ in 0..steps {
+                s0.step::<ABS>(base);
+                s1.step::<ABS>(base);
+            }
+            let mut out = [0.0f32; BLOCK];
+            _mm256_storeu_ps(out.as_mut_ptr(), s0.acc);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), s1.acc);
+            out
+        }
+    }
+}
