@@ -16,8 +16,10 @@
 //! ones (kept entries by slot, new ones by row), which is what the numpy path's stable sorts
 //! do. So checkpoints written by either path resume on the other.
 //!
-//! Work is split by chunks of [`FEATURES_PER_CHUNK`] features; each feature is computed by one
-//! chunk from the batch's rows in order, so the result is the same for any thread count.
+//! A batch is read once in blocks of rows (in parallel), which sorts its non-zero activations
+//! by chunks of [`FEATURES_PER_CHUNK`] features; each chunk then computes its features from
+//! those entries in row order (in parallel over chunks). Block and chunk boundaries depend
+//! only on the sizes, so the result is the same for any thread count.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -26,13 +28,12 @@ use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::parallel::Executor;
 
-/// Features per work chunk of [`update`]. A chunk scans its columns of every row: 32 float32
-/// columns are two cache lines per row, enough for the prefetcher and little enough that a
-/// batch has many chunks to share between threads.
+/// Features per work chunk of [`update`]'s second pass: enough to amortise a chunk's walk over
+/// the row blocks' buckets, few enough that a batch has many chunks to share between threads.
 pub const FEATURES_PER_CHUNK: usize = 32;
 
-/// Rows per chunk of the support points' finiteness check.
-const ROWS_PER_CHUNK: usize = 512;
+/// Rows per block of the first pass over a batch (which reads the activations in memory order).
+const ROWS_PER_BLOCK: usize = 64;
 
 /// The tie-break of an empty slot (its key is `+inf`): after every real entry.
 pub const EMPTY_TB: i64 = i64::MAX;
@@ -370,6 +371,76 @@ fn entering_slots(keys: &[f64], tb: &[i64], candidates: &[Candidate]) -> Vec<(us
     freed.into_iter().zip(0..j).collect()
 }
 
+/// A non-zero activation: `(row, feature)` and its value.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    row: u32,
+    feature: u32,
+    value: f64,
+}
+
+/// What one block of rows holds: its non-zero activations bucketed by feature chunk (each
+/// bucket in row-major order), and its first non-finite activation and support point.
+#[derive(Debug, Default)]
+struct RowScan {
+    buckets: Vec<Vec<Entry>>,
+    bad_activation: Option<(usize, usize)>,
+    bad_point: Option<usize>,
+}
+
+/// Scans rows `r0..r1` in memory order: the activations are read once, contiguously (reading
+/// them column chunk by column chunk would touch one page per row and chunk), and the rare
+/// non-zero entries are sorted into their feature chunk's bucket.
+fn scan_rows<A: Real, P: Real>(
+    batch: &Batch<'_, A, P>,
+    f_all: usize,
+    dim: usize,
+    r0: usize,
+    r1: usize,
+) -> RowScan {
+    const GROUP: usize = 16;
+    let zero = A::from_f64(0.0);
+    let mut buckets: Vec<Vec<Entry>> = (0..f_all.div_ceil(FEATURES_PER_CHUNK))
+        .map(|_| Vec::new())
+        .collect();
+    let mut bad_activation = None;
+    'rows: for t in r0..r1 {
+        let row = &batch.activations[t * f_all..(t + 1) * f_all];
+        for (g, group) in row.chunks(GROUP).enumerate() {
+            // Almost every entry is zero: a branch-free test per group of 16 (NaN != 0).
+            if group.iter().fold(0u8, |any, &x| any | u8::from(x != zero)) == 0 {
+                continue;
+            }
+            for (i, &x) in group.iter().enumerate() {
+                let value = x.to_f64();
+                if value == 0.0 {
+                    continue;
+                }
+                let f = g * GROUP + i;
+                if !value.is_finite() {
+                    bad_activation = Some((t, f));
+                    break 'rows;
+                }
+                buckets[f / FEATURES_PER_CHUNK].push(Entry {
+                    row: t as u32,
+                    feature: f as u32,
+                    value,
+                });
+            }
+        }
+    }
+    let bad_point = (r0..r1).find(|&r| {
+        batch.points[r * dim..(r + 1) * dim]
+            .iter()
+            .any(|x| !x.is_finite())
+    });
+    RowScan {
+        buckets,
+        bad_activation,
+        bad_point,
+    }
+}
+
 /// What one chunk of features takes from a batch, before anything is written.
 #[derive(Debug, Default)]
 struct ChunkScan {
@@ -377,22 +448,22 @@ struct ChunkScan {
     sums: Vec<f64>,
     /// Per feature of the chunk: its best candidates, smallest first.
     candidates: Vec<Vec<Candidate>>,
-    /// The first non-finite activation `(row, feature)` of the chunk in row-major order.
-    bad: Option<(usize, usize)>,
 }
 
-/// Scans the chunk's columns `f0..f1` of every row: firing counts and sums, keys of the
-/// firings, and the best candidates of each feature. Reads the reservoirs only.
-fn scan_chunk<A: Real>(
+/// Firing counts and sums, keys of the firings and the best candidates of each feature of
+/// chunk `c` (features `f0..f1`), from the row blocks' buckets taken in row order (so each
+/// sum adds the batch's activations in row order). Reads the reservoirs only.
+fn scan_chunk(
     res: &Reservoirs<'_>,
-    activations: &[A],
+    rows: &[RowScan],
     tok: &[u32],
     tbs: &[i64],
-    f0: usize,
-    f1: usize,
+    c: usize,
     mode: Mode,
 ) -> ChunkScan {
-    let (f_all, n) = (res.n_features, res.n);
+    let n = res.n;
+    let f0 = c * FEATURES_PER_CHUNK;
+    let f1 = (f0 + FEATURES_PER_CHUNK).min(res.n_features);
     let width = f1 - f0;
     let worst: Vec<(f64, i64)> = (f0..f1)
         .map(|f| worst_entry(&res.keys[f * n..(f + 1) * n], &res.tb[f * n..(f + 1) * n]))
@@ -401,44 +472,33 @@ fn scan_chunk<A: Real>(
     let mut counts = vec![0i64; width];
     let mut sums = vec![0f64; width];
     let mut best: Vec<BestCandidates> = (0..width).map(|_| BestCandidates::new(n)).collect();
-    let mut bad = None;
-    'rows: for (t, row) in activations.chunks_exact(f_all).enumerate() {
-        for (j, &value) in row[f0..f1].iter().enumerate() {
-            let a = value.to_f64();
-            // Almost every entry is zero: one test for them.
-            if a == 0.0 {
-                continue;
-            }
-            if !a.is_finite() {
-                bad = Some((t, f0 + j));
-                break 'rows;
-            }
-            if a < 0.0 {
-                continue;
-            }
-            counts[j] += 1;
-            sums[j] += a;
-            let key = match mode {
-                Mode::Weighted => weighted_key(combine_hashes(tok[t], fhash[j]), a),
-                Mode::Top => -a,
-            };
-            let tb = tbs[t];
-            let (wk, wt) = worst[j];
-            if key.total_cmp(&wk).then(tb.cmp(&wt)) == Ordering::Less {
-                best[j].offer(Candidate {
-                    key,
-                    tb,
-                    row: t,
-                    activation: a,
-                });
-            }
+    for entry in rows.iter().flat_map(|r| &r.buckets[c]) {
+        let a = entry.value;
+        if a < 0.0 {
+            continue;
+        }
+        let (t, j) = (entry.row as usize, entry.feature as usize - f0);
+        counts[j] += 1;
+        sums[j] += a;
+        let key = match mode {
+            Mode::Weighted => weighted_key(combine_hashes(tok[t], fhash[j]), a),
+            Mode::Top => -a,
+        };
+        let tb = tbs[t];
+        let (wk, wt) = worst[j];
+        if key.total_cmp(&wk).then(tb.cmp(&wt)) == Ordering::Less {
+            best[j].offer(Candidate {
+                key,
+                tb,
+                row: t,
+                activation: a,
+            });
         }
     }
     ChunkScan {
         counts,
         sums,
         candidates: best.into_iter().map(BestCandidates::into_sorted).collect(),
-        bad,
     }
 }
 
@@ -531,15 +591,12 @@ pub fn update<A: Real, P: Real>(
         Mode::Top => Vec::new(),
     };
 
-    // Phase 1: read only (interruptible).
-    let n_chunks = f_all.div_ceil(FEATURES_PER_CHUNK);
-    let shared: &Reservoirs<'_> = res;
-    let scans = exec.map(n_chunks, |c| {
-        let f0 = c * FEATURES_PER_CHUNK;
-        let f1 = (f0 + FEATURES_PER_CHUNK).min(f_all);
-        scan_chunk(shared, batch.activations, &tok, &tbs, f0, f1, mode)
+    // Phase 1: read only (interruptible). Rows in blocks, then features in chunks.
+    let blocks = exec.map(rows.div_ceil(ROWS_PER_BLOCK), |b| {
+        let r0 = b * ROWS_PER_BLOCK;
+        scan_rows(&batch, f_all, dim, r0, (r0 + ROWS_PER_BLOCK).min(rows))
     })?;
-    if let Some((t, f)) = scans.iter().filter_map(|s| s.bad).min() {
+    if let Some((t, f)) = blocks.iter().find_map(|b| b.bad_activation) {
         return Err(Error::arg(
             "activations",
             format!(
@@ -548,17 +605,7 @@ pub fn update<A: Real, P: Real>(
             ),
         ));
     }
-    let point_chunks = rows.div_ceil(ROWS_PER_CHUNK);
-    let bad_rows = exec.map(point_chunks, |c| {
-        let r0 = c * ROWS_PER_CHUNK;
-        let r1 = (r0 + ROWS_PER_CHUNK).min(rows);
-        (r0..r1).find(|&r| {
-            batch.points[r * dim..(r + 1) * dim]
-                .iter()
-                .any(|x| !x.is_finite())
-        })
-    })?;
-    if let Some(r) = bad_rows.into_iter().flatten().min() {
+    if let Some(r) = blocks.iter().find_map(|b| b.bad_point) {
         return Err(Error::arg(
             "points",
             format!(
@@ -567,6 +614,11 @@ pub fn update<A: Real, P: Real>(
             ),
         ));
     }
+    let shared: &Reservoirs<'_> = res;
+    let scans = exec.map(f_all.div_ceil(FEATURES_PER_CHUNK), |c| {
+        scan_chunk(shared, &blocks, &tok, &tbs, c, mode)
+    })?;
+    drop(blocks);
 
     // Phase 2: write, without interrupt check, so a batch is never half-offered.
     let writer = Executor::new(Some(exec.threads()))?;
