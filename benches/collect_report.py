@@ -19,6 +19,7 @@ forward+encode) separately. Best of ``--repeat`` runs each.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from typing import Any
@@ -143,6 +144,7 @@ def measure(preset: str, device: str, repeat: int, batch_size: int, n: int) -> d
             "collect": n_tok / t_col,
         },
         "overhead_vs_forward": t_col / t_fwd - 1,
+        "collect_vs_forward_encode": t_col / t_enc,
         "semot_share_vs_forward": (t_col - t_enc) / t_fwd,
     }
 
@@ -154,14 +156,19 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--samples-per-feature", type=int, default=128)
+    p.add_argument("--json", metavar="PATH", help="also write the measurements to PATH")
     a = p.parse_args()
     r = measure(a.preset, a.device, a.repeat, a.batch_size, a.samples_per_feature)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=2)
     print(
         f"preset {r['preset']} on {r['device']}: {r['tokens']} tokens, n={r['samples_per_feature']}"
     )
     for k, v in r["tok_per_s"].items():
         print(f"  {k:>15}: {v:12,.0f} tokens/s")
     print(f"  collect overhead vs plain forward: {100 * r['overhead_vs_forward']:.1f} %")
+    print(f"  collect / (forward+encode): {r['collect_vs_forward_encode']:.2f}x (target <= 1.3x)")
     print(
         f"  of which semot's sampling (beyond forward+encode): "
         f"{100 * r['semot_share_vs_forward']:.1f} % of forward time"

@@ -80,3 +80,13 @@ def sinkhorn_pairs(
     pairs: _I, reg: float, p: float, max_iter: int, tol: float, debiased: bool,
     n_threads: int | None = None,
 ) -> _S: ...  # fmt: skip
+
+# --- streaming feature samplers -----------------------------------------------------------
+# FeatureSampler's six buffers are updated in place; activations and points are float32 or
+# float64, seq and pos int64, all C-contiguous. mode is "weighted" or "top".
+def sampler_update(
+    keys: _D, tb: _I, acts: npt.NDArray[np.float32], points_buffer: npt.NDArray[np.float32],
+    counts: _I, act_sums: _D, activations: _F, points: _F, seq: _I, pos: _I,
+    mode: str, seed: int, n_threads: int | None = None,
+) -> None: ...  # fmt: skip
+def sampler_keys(bits: _I, activations: _D) -> _D: ...

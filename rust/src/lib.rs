@@ -9,6 +9,8 @@
 //!   validated projection matrix [`Projections`].
 //! * [`sliced`]: exact sliced Wasserstein distances (one pair, all pairs, candidate pairs).
 //! * [`quantile`]: quantile embeddings and the matrix-product path for many pairs.
+//! * [`sampler`]: the per-feature streaming samplers' hashes and reservoir update (the CPU path
+//!   of `FeatureSampler`).
 //! * [`sinkhorn`]: log-domain entropic OT with epsilon scaling, and the Sinkhorn divergence.
 //! * [`pairs`]: the condensed (`pdist`) order of pairs within a set, and checks of `(K, 2)`
 //!   index arrays.
@@ -32,6 +34,8 @@ pub mod parallel;
 pub mod projections;
 #[forbid(unsafe_code)]
 pub mod quantile;
+#[forbid(unsafe_code)]
+pub mod sampler;
 #[forbid(unsafe_code)]
 pub mod sinkhorn;
 #[forbid(unsafe_code)]

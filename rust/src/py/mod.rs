@@ -17,6 +17,7 @@ use crate::float::Real;
 use crate::parallel::Executor;
 
 mod linkage;
+mod sampler;
 mod sinkhorn;
 mod sliced;
 
@@ -246,6 +247,9 @@ mod _core {
 
     #[pymodule_export]
     use super::sinkhorn::{sinkhorn_cdist, sinkhorn_pairs, sinkhorn_pdist};
+
+    #[pymodule_export]
+    use super::sampler::{sampler_keys, sampler_update};
 
     #[pymodule_export]
     use super::linkage::{
