@@ -57,16 +57,6 @@ pub enum Kernel {
     Scalar,
 }
 
-impl Kernel {
-    /// The name used in messages and benchmark records.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Avx2 => "avx2",
-            Kernel::Scalar => "scalar",
-        }
-    }
-}
-
 /// The kernel of this machine, detected once; `SEMOT_SIMD=off` (or `0`, `false`, `no`) in
 /// the environment selects the scalar merge, for comparisons.
 pub fn kernel() -> Kernel {
