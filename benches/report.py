@@ -66,6 +66,35 @@ def per_pair(fn, pairs):
         return (time.perf_counter() - t) / len(pairs)
 
 
+def scalar_merge_time(A, B, proj, threads, D):
+    """Seconds of the same cdist with the SIMD kernel off (``SEMOT_SIMD=off`` is read once per
+    process, hence the subprocess), and whether it gives the same bits as ``D``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sets.npz"
+        np.savez(
+            path, pa=A.points, wa=A.weights, oa=A.offsets, pb=B.points, wb=B.weights,
+            ob=B.offsets, proj=proj,
+        )  # fmt: skip
+        code = f"""
+import json, time, numpy as np, semot
+z = np.load({str(path)!r})
+A = semot.PointClouds.from_csr_unchecked(z["pa"], z["wa"], z["oa"])
+B = semot.PointClouds.from_csr_unchecked(z["pb"], z["wb"], z["ob"])
+t = time.perf_counter()
+D = semot.sliced_wasserstein_cdist(A, B, projections=z["proj"], n_threads={threads})
+t = time.perf_counter() - t
+np.save({str(Path(tmp) / "scalar.npy")!r}, D)
+print(json.dumps(dict(t=t, kernel=semot._core.SIMD_KERNEL)))
+"""
+        env = {**os.environ, "SEMOT_SIMD": "off"}
+        res = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True, env=env))
+        assert res["kernel"] == "scalar", res
+        same = bool(np.array_equal(np.load(Path(tmp) / "scalar.npy"), D))
+    return res["t"], same
+
+
 def bench_exact(cfg, rng, rows):
     import ot
 
@@ -109,6 +138,17 @@ def bench_exact(cfg, rng, rows):
             )
         )
         if not uniform:
+            t_scalar, same_bits = scalar_merge_time(A, B, proj64, threads, D)
+            rows.append(
+                dict(
+                    workload=rows[-1]["workload"],
+                    semot_s=t_semot,
+                    peer="semot's scalar merge (SEMOT_SIMD=off, a subprocess)",
+                    peer_s=t_scalar,
+                    note=f"SIMD kernel: {semot._core.SIMD_KERNEL}; "
+                    f"bit-identical: {'yes' if same_bits else 'NO'}",
+                )
+            )
             sa = _peers.project_sort([(pa[i].astype(np.float64), wa[i]) for i in range(N)], proj64)
             sb = _peers.project_sort([(pb[i].astype(np.float64), wb[i]) for i in range(N)], proj64)
             batch = sample[: min(len(sample), 100)]
@@ -174,10 +214,11 @@ def bench_mixed(cfg, rng, rows):
     eb = semot.sliced_quantile_embedding(B, projections=proj, n_quantiles=n)
     with threadpool_limits(threads):
         t_gemm, _ = timed(lambda: ea @ eb.T, repeat=3)
-    # What the routed call merges: every pair with a ragged cloud, timed alone.
+    # What the routed call merges: the pairs of two ragged clouds (a pair with one uniform
+    # cloud of n points is a matrix product plus the other cloud's Jensen gap), timed alone.
     routed_a = Am.sizes == n
     routed_b = Bm.sizes == n
-    merged = np.argwhere(~(routed_a[:, None] & routed_b[None, :]))
+    merged = np.argwhere(~routed_a[:, None] & ~routed_b[None, :])
     t_ragged, Dr = timed(
         lambda: semot.sliced_wasserstein_pairs(Am, Bm, merged, projections=proj, n_threads=threads)
     )

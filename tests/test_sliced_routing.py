@@ -1,4 +1,5 @@
-"""Mixed sets in the exact sliced cdist: uniform pairs by matrix product, the rest by merge.
+"""Mixed sets in the exact sliced cdist: pairs with a uniform cloud of the routed size by
+matrix product (quantile embedding plus Jensen gap), the pairs of two other clouds by merge.
 
 The all-merge reference is ``sliced_wasserstein_pairs`` (it merges every pair), checked in turn
 against POT on a few pairs.
@@ -41,8 +42,9 @@ def all_merge(A, B, proj):
     return semot.sliced_wasserstein_pairs(A, B, pairs, projections=proj).reshape(len(A), len(B))
 
 
-def routed_mask(A, B):
-    """Which pairs the kernel's rule sends down the matrix product (computed here plainly)."""
+def routed_clouds(A, B):
+    """Which clouds of A and of B the kernel's rule routes (computed here plainly): uniform
+    weights and the size most common among the uniform clouds of B (the larger on ties)."""
 
     def sizes(c):
         return [len(w) if np.all(w == w[0]) else None for w in np.split(c.weights, c.offsets[1:-1])]
@@ -53,7 +55,13 @@ def routed_mask(A, B):
         if s is not None:
             counts[s] = counts.get(s, 0) + 1
     n = max(counts, key=lambda s: (counts[s], s))
-    return np.array([s == n for s in sa])[:, None] & np.array([s == n for s in sb])[None, :]
+    return np.array([s == n for s in sa]), np.array([s == n for s in sb])
+
+
+def routed_mask(A, B):
+    """Which pairs take the matrix product: those with a routed cloud on either side."""
+    ra, rb = routed_clouds(A, B)
+    return ra[:, None] | rb[None, :]
 
 
 @settings(max_examples=12, deadline=None)
@@ -95,6 +103,42 @@ def test_reference_is_pot(rng):
         assert D[i, j] == pytest.approx(want, rel=1e-9)
 
 
+def test_one_sided_pairs_are_exact(rng):
+    """A ragged or weighted cloud against a routed one takes the matrix product with its Jensen
+    gap: POT's value to float64 rounding, in both orientations."""
+    A = mixed_set(rng, 70, 6, 3, 0.5)
+    B = mixed_set(rng, 60, 6, 3, 0.5)
+    proj = semot.random_projections(3, 10, seed=5)
+    D = semot.sliced_wasserstein_cdist(A, B, projections=proj)
+    ra, rb = routed_clouds(A, B)
+    one_sided = np.argwhere(ra[:, None] ^ rb[None, :])
+    picks = [*one_sided[ra[one_sided[:, 0]]][:6], *one_sided[~ra[one_sided[:, 0]]][:6]]
+    assert len(picks) == 12
+    for i, j in picks:
+        (x, a), (y, b) = A[int(i)], B[int(j)]
+        want = ot.sliced_wasserstein_distance(x, y, a / a.sum(), b / b.sum(), projections=proj)
+        assert D[i, j] == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pdist_routes_like_cdist_of_the_set_with_itself(rng, dtype):
+    from scipy.spatial.distance import squareform
+
+    A = mixed_set(rng, 110, 5, 3, 0.2, dtype)
+    proj = semot.random_projections(3, 12, seed=2).astype(dtype)
+    cond = semot.sliced_wasserstein_pdist(A, projections=proj, n_threads=2)
+    assert len(cond) >= _core.GEMM_MIN_PAIRS
+    D = squareform(cond, checks=False)
+    ref = all_merge(A, A, proj)
+    np.fill_diagonal(ref, 0.0)
+    merged = ~routed_mask(A, A)
+    # Pairs of two unrouted clouds are merged: the all-merge kernel's bits.
+    np.testing.assert_array_equal(D[merged], ref[merged])
+    rel = 1e-6 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(D[~merged], ref[~merged], rtol=rel, atol=rel * float(ref.mean()))
+    assert np.array_equal(cond, semot.sliced_wasserstein_pdist(A, projections=proj, n_threads=1))
+
+
 def test_route_is_chosen_by_the_most_common_uniform_size_of_b(rng):
     def uniform(count, n):
         return [rng.normal(size=(n, 2)) for _ in range(count)]
@@ -104,9 +148,11 @@ def test_route_is_chosen_by_the_most_common_uniform_size_of_b(rng):
     B = semot.PointClouds.from_list(uniform(40, 5) + uniform(30, 7) + weighted)
     A = semot.PointClouds.from_list(uniform(50, 7) + uniform(20, 5))
     args = (A.points, A.weights, A.offsets, B.points, B.weights, B.offsets)
-    assert _core.sw_gemm_pairs(*args, 2.0) == 20 * 40
+    # Every pair but those of an unrouted cloud of A (50) and one of B (30 + 5).
+    assert _core.sw_gemm_pairs(*args, 2.0) == 70 * 75 - 50 * 35
     assert _core.sw_gemm_pairs(*args, 1.0) == 0
-    assert _core.sw_gemm_pairs(*args[:3], *args[:3], 2.0) == 50 * 50  # ties: the larger size
+    # Ties go to the larger size: n = 7 for A against itself, the 20 of 5 points unrouted.
+    assert _core.sw_gemm_pairs(*args[:3], *args[:3], 2.0) == 70 * 70 - 20 * 20
     small = A.subset(np.arange(50))
     assert _core.sw_gemm_pairs(*args[:3], small.points, small.weights, small.offsets, 2.0) == 0
 

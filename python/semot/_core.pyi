@@ -11,8 +11,10 @@ _D = npt.NDArray[np.float64]
 __version__: str
 # Rows per matrix-product block of the quantile/Gram kernels (row stripes start at multiples).
 GEMM_ROWS: int
-# Pairs from which sliced cdist/pdist (p = 2, uniform equal-size clouds) use the matrix product.
+# Pairs from which sliced cdist/pdist (p = 2) send the pairs with a routed cloud to the product.
 GEMM_MIN_PAIRS: int
+# The exact merge's kernel in this process: "avx2", "neon" or "scalar" (SEMOT_SIMD=off).
+SIMD_KERNEL: str
 
 # --- sliced Wasserstein and quantile embeddings -------------------------------------------
 def random_projections(d: int, n_projections: int, seed: int) -> _D: ...

@@ -12,6 +12,14 @@
 //! the all-pairs matrix is one matrix product: `‖e_a − e_b‖² = ‖e_a‖² + ‖e_b‖² − 2⟨e_a, e_b⟩`,
 //! computed on centred embeddings, with pairs that lost digits to cancellation recomputed
 //! directly (see [`Real::CANCELLATION`]).
+//!
+//! For `p = 2` the loss in Jensen's inequality is known exactly: per direction
+//! `∫₀¹ (F⁻¹ − G⁻¹)² = (1/Q) Σ_q (F̄_q − Ḡ_q)² + Σ_q ∫_{bin q} (F⁻¹ − F̄_q)²` whenever `G⁻¹` is
+//! constant on every bin (the cross term of each bin vanishes). With `Q = n` that holds for every
+//! uniform cloud `ν` of `n` points, so `SW_2²(μ, ν) = ‖E(μ) − E(ν)‖² + J(μ)` exactly for *any*
+//! `μ`, where the Jensen gap `J(μ) = (1/L) Σ_l Σ_q ∫_{bin q} (F_l⁻¹ − F̄_{l,q})²` is one number
+//! per cloud ([`Embedder::with_gaps`]). That keeps every pair with one such uniform cloud on the
+//! matrix-product path of the exact distance ([`crate::sliced::cdist`]).
 
 use crate::clouds::CloudsView;
 use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
@@ -37,6 +45,7 @@ pub struct Embedder<'a, T> {
     proj: &'a Projections<'a, T>,
     n_quantiles: usize,
     scale: f64,
+    gaps: bool,
 }
 
 /// Buffers reused across the clouds one thread embeds.
@@ -81,7 +90,15 @@ impl<'a, T: Real> Embedder<'a, T> {
             proj,
             n_quantiles,
             scale,
+            gaps: false,
         })
+    }
+
+    /// The same embedder, also computing each cloud's Jensen gap `J` (see the module
+    /// documentation) wherever embeddings are computed with their gaps
+    /// ([`Embedder::rows_with_gaps`]); without it the gaps are zero. Meaningful for `p = 2`.
+    pub fn with_gaps(self) -> Self {
+        Self { gaps: true, ..self }
     }
 
     /// Length `L * Q` of one embedding.
@@ -99,30 +116,29 @@ impl<'a, T: Real> Embedder<'a, T> {
         self.clouds.is_empty()
     }
 
-    /// Embeds clouds `c0 .. c0 + out.len() / width` into `out` (row-major), on this thread.
-    pub fn rows(&self, c0: usize, out: &mut [T]) {
+    /// Embeds the clouds `clouds` (in that order) into `out` (row-major), on this thread, and
+    /// writes each one's Jensen gap to `gaps` (zero unless [`Embedder::with_gaps`]).
+    pub fn rows_with_gaps(&self, clouds: &[usize], out: &mut [T], gaps: &mut [f64]) {
         let mut scratch = Scratch::default();
-        for (k, row) in out.chunks_mut(self.width()).enumerate() {
-            self.embed(c0 + k, row, &mut scratch);
+        for ((&c, row), g) in clouds
+            .iter()
+            .zip(out.chunks_mut(self.width()))
+            .zip(gaps.iter_mut())
+        {
+            *g = self.embed(c, row, &mut scratch);
         }
     }
 
-    /// Embeds the clouds `clouds` (in that order) into `out` (row-major), on this thread.
-    pub fn rows_of(&self, clouds: &[usize], out: &mut [T]) {
-        let mut scratch = Scratch::default();
-        for (&c, row) in clouds.iter().zip(out.chunks_mut(self.width())) {
-            self.embed(c, row, &mut scratch);
-        }
-    }
-
-    /// The embedding of cloud `c`, written to `row` (length [`Embedder::width`]).
-    fn embed(&self, c: usize, row: &mut [T], scratch: &mut Scratch<T>) {
+    /// The embedding of cloud `c`, written to `row` (length [`Embedder::width`]); returns its
+    /// Jensen gap when [`Embedder::with_gaps`], else zero.
+    fn embed(&self, c: usize, row: &mut [T], scratch: &mut Scratch<T>) -> f64 {
         let q_levels = self.n_quantiles;
         let Scratch { pairs, vals } = scratch;
         let w = self.clouds.weights(c);
         let n = w.len();
         let projected = self.proj.project(self.clouds.points(c));
         let uniform = w.iter().all(|&x| x == w[0]);
+        let mut gap = 0.0f64;
         for l in 0..self.proj.len() {
             let dst = &mut row[l * q_levels..(l + 1) * q_levels];
             if uniform {
@@ -131,6 +147,8 @@ impl<'a, T: Real> Embedder<'a, T> {
                 vals.extend(projected.row(l).iter().copied());
                 vals.sort_unstable_by(T::total_cmp);
                 if n == q_levels {
+                    // Each bin holds one point: the quantile function is constant on it, and
+                    // the gap is zero.
                     for (d, &v) in dst.iter_mut().zip(vals.iter()) {
                         *d = T::from_f64(v.to_f64() * self.scale);
                     }
@@ -143,8 +161,9 @@ impl<'a, T: Real> Embedder<'a, T> {
                 pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
                 pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
             }
-            bin_averages(pairs, dst, self.scale);
+            gap += bin_averages(pairs, dst, self.scale, self.gaps);
         }
+        gap / self.proj.len() as f64
     }
 
     /// The embeddings of the clouds `clouds` (in that order), row-major, computed in parallel.
@@ -152,6 +171,18 @@ impl<'a, T: Real> Embedder<'a, T> {
     /// # Errors
     /// An interrupt, or a buffer that cannot be allocated.
     pub fn subset(&self, clouds: &[usize], exec: &Executor<'_>) -> Result<Vec<T>> {
+        Ok(self.subset_with_gaps(clouds, exec)?.0)
+    }
+
+    /// [`Embedder::subset`] and the clouds' Jensen gaps (zero unless [`Embedder::with_gaps`]).
+    ///
+    /// # Errors
+    /// As [`Embedder::subset`].
+    pub fn subset_with_gaps(
+        &self,
+        clouds: &[usize],
+        exec: &Executor<'_>,
+    ) -> Result<(Vec<T>, Vec<f64>)> {
         let width = self.width();
         let what = format!(
             "{} embeddings of {} x {} quantiles",
@@ -161,30 +192,35 @@ impl<'a, T: Real> Embedder<'a, T> {
         );
         let len = checked_len(clouds.len(), width, "n_quantiles", &what)?;
         let mut out = try_vec(len, T::zero(), "n_quantiles", &what)?;
-        exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
-            let k = start / width;
-            self.rows_of(&clouds[k..k + rows.len() / width], rows);
-        })?;
-        Ok(out)
+        let mut gaps = vec![0.0f64; clouds.len()];
+        if width > 0 {
+            let chunks: Vec<_> = out
+                .chunks_mut(EMBED_CHUNK * width)
+                .zip(gaps.chunks_mut(EMBED_CHUNK))
+                .collect();
+            exec.each(chunks, |k, (rows, g)| {
+                let c0 = k * EMBED_CHUNK;
+                self.rows_with_gaps(&clouds[c0..c0 + g.len()], rows, g);
+            })?;
+        }
+        Ok((out, gaps))
     }
 
     /// Every embedding, row-major `(len, width)`, computed in parallel.
     ///
     /// # Errors
-    /// An interrupt.
+    /// An interrupt, or a buffer that cannot be allocated.
     pub fn all(&self, exec: &Executor<'_>) -> Result<Vec<T>> {
-        let width = self.width();
-        let what = format!(
-            "{} embeddings of {} x {} quantiles",
-            self.len(),
-            self.proj.len(),
-            self.n_quantiles
-        );
-        let mut out = try_vec(self.len() * width, T::zero(), "n_quantiles", &what)?;
-        exec.fill(&mut out, EMBED_CHUNK * width, |start, rows| {
-            self.rows(start / width, rows);
-        })?;
-        Ok(out)
+        Ok(self.all_with_gaps(exec)?.0)
+    }
+
+    /// Every embedding and every cloud's Jensen gap (see [`Embedder::subset_with_gaps`]).
+    ///
+    /// # Errors
+    /// As [`Embedder::all`].
+    pub fn all_with_gaps(&self, exec: &Executor<'_>) -> Result<(Vec<T>, Vec<f64>)> {
+        let every: Vec<usize> = (0..self.len()).collect();
+        self.subset_with_gaps(&every, exec)
     }
 }
 
@@ -204,27 +240,35 @@ pub fn embedding<T: Real>(
 }
 
 /// Averages of the quantile function of the sorted weighted sample `pairs` over `Q` equal
-/// bins of `[0, 1]`, times `scale`, written to `dst` (length `Q`).
-fn bin_averages<T: Real>(pairs: &[(T, T)], dst: &mut [T], scale: f64) {
+/// bins of `[0, 1]`, times `scale`, written to `dst` (length `Q`). With `gap`, also returns
+/// `Σ_q ∫_{bin q} (F⁻¹(t) − F̄_q)² dt` (unscaled), the loss of Jensen's inequality on the bins
+/// for `p = 2`, summed from the non-negative within-bin terms (no cancellation); else zero.
+fn bin_averages<T: Real>(pairs: &[(T, T)], dst: &mut [T], scale: f64, gap: bool) -> f64 {
     let q_levels = dst.len();
     let total: f64 = pairs.iter().map(|p| p.1.to_f64()).sum();
     // Integrate relative to a central value to keep the running integral small.
     let centre = pairs[pairs.len() / 2].0.to_f64();
     let n = pairs.len();
+    // The cumulative weight after point k (the last point's mass never ends).
+    let end = |k: usize, knot: f64| {
+        if k + 1 == n {
+            f64::INFINITY
+        } else {
+            knot + pairs[k].1.to_f64() / total
+        }
+    };
     // Φ(t) = ∫₀ᵗ (F⁻¹(s) − centre) ds, piecewise linear with knots at the cumulative weights.
     let mut k = 0usize;
     let mut knot = 0.0f64; // cumulative weight before point k
     let mut phi_knot = 0.0f64; // Φ(knot)
     let mut phi_prev = 0.0f64; // Φ at the previous bin edge
+    let mut jensen = 0.0f64;
     for (q, d) in dst.iter_mut().enumerate() {
         let edge = (q + 1) as f64 / q_levels as f64;
+        let (k_first, knot_first) = (k, knot);
         // Advance past every point whose mass ends before this edge.
         loop {
-            let next = if k + 1 == n {
-                f64::INFINITY
-            } else {
-                knot + pairs[k].1.to_f64() / total
-            };
+            let next = end(k, knot);
             if next > edge {
                 break;
             }
@@ -236,7 +280,20 @@ fn bin_averages<T: Real>(pairs: &[(T, T)], dst: &mut [T], scale: f64) {
         let avg = (phi_edge - phi_prev) * q_levels as f64 + centre;
         *d = T::from_f64(avg * scale);
         phi_prev = phi_edge;
+        if gap {
+            // The same pieces again: point j covers [max(its start, bin start), min(its end,
+            // edge)) of this bin.
+            let (mut left, mut kn) = (q as f64 / q_levels as f64, knot_first);
+            for (j, &(x, _)) in pairs.iter().enumerate().take(k + 1).skip(k_first) {
+                let right = if j == k { edge } else { end(j, kn) };
+                let dev = x.to_f64() - avg;
+                jensen += (right - left).max(0.0) * dev * dev;
+                kn = end(j, kn);
+                left = right;
+            }
+        }
     }
+    jensen
 }
 
 /// Checks that `len` elements of `T` can be allocated (the buffers threads allocate inside
@@ -332,26 +389,47 @@ fn from_gram<T: Real>(g: T, na: f64, nb: f64, x: &[T], y: &[T]) -> f64 {
     }
 }
 
+/// `sqrt(d² + gap)` for the embedding distance `d` and the pair's Jensen gap (see the module
+/// documentation), as a `hypot` so that it cannot overflow; `d` itself when the gap is zero.
+#[inline]
+fn with_gap(d: f64, gap: f64) -> f64 {
+    if gap > 0.0 {
+        d.hypot(gap.sqrt())
+    } else {
+        d
+    }
+}
+
 /// The column side of the matrix-product path: the embeddings of some clouds, centred on their
-/// mean row, with their squared norms.
+/// mean row, with their squared norms and Jensen gaps.
 #[derive(Debug, Clone)]
 pub struct GramColumns<T> {
     e: Vec<T>,
     centre: Vec<T>,
     norms: Vec<f64>,
+    gaps: Vec<f64>,
     width: usize,
 }
 
 impl<T: Real> GramColumns<T> {
     /// Takes the embeddings `e` (row-major, `width` columns) and centres them in place.
-    pub fn new(mut e: Vec<T>, width: usize) -> Self {
+    pub fn new(e: Vec<T>, width: usize) -> Self {
+        let rows = e.len() / width.max(1);
+        Self::with_gaps(e, vec![0.0; rows], width)
+    }
+
+    /// [`GramColumns::new`], with the clouds' Jensen gaps: a distance is then
+    /// `sqrt(‖e_a − e_b‖² + J_a + J_b)`, [`Embedder::with_gaps`] giving the rows' `J_a`.
+    pub fn with_gaps(mut e: Vec<T>, gaps: Vec<f64>, width: usize) -> Self {
         let centre = mean_row(&e, width);
         subtract(&mut e, &centre);
         let norms = sq_norms(&e, width);
+        debug_assert_eq!(gaps.len(), norms.len());
         Self {
             e,
             centre,
             norms,
+            gaps,
             width,
         }
     }
@@ -395,7 +473,8 @@ impl<T: Real> GramColumns<T> {
             return;
         }
         let mut ea = vec![T::zero(); r * width];
-        a.rows_of(rows, &mut ea);
+        let mut gap_a = vec![0.0f64; r];
+        a.rows_with_gaps(rows, &mut ea, &mut gap_a);
         subtract(&mut ea, &self.centre);
         let norm_a = sq_norms(&ea, width);
         let mut g = vec![T::zero(); r * nb];
@@ -410,28 +489,27 @@ impl<T: Real> GramColumns<T> {
                     x,
                     &self.e[j * width..(j + 1) * width],
                 );
-                emit(k, j, d);
+                emit(k, j, with_gap(d, gap_a[k] + self.gaps[j]));
             }
         }
     }
 }
 
-/// Euclidean distances between the embeddings of every cloud of `a` and the rows of `eb`,
-/// row-major `(len(a), rows(eb))`.
+/// Euclidean distances between the embeddings of every cloud of `a` and the columns `cols`,
+/// row-major `(len(a), len(cols))` (with Jensen gaps where `a` and `cols` have them:
+/// [`GramColumns::with_gaps`]).
 ///
-/// Only `eb` is held in full: the embeddings of `a` are computed block by block inside the
-/// parallel loop (blocks of [`GEMM_ROWS`] rows), so the extra memory is one embedding matrix
-/// plus a block per thread. Everything is centred on the mean row of `eb` (in place).
+/// Only the columns are held in full: the embeddings of `a` are computed block by block inside
+/// the parallel loop (blocks of [`GEMM_ROWS`] rows), so the extra memory is one embedding
+/// matrix plus a block per thread.
 ///
 /// # Errors
 /// An interrupt.
 pub fn euclidean_cdist<T: Real>(
     a: &Embedder<'_, T>,
-    eb: Vec<T>,
+    cols: &GramColumns<T>,
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
-    let width = a.width();
-    let cols = GramColumns::new(eb, width);
     let (na, nb) = (a.len(), cols.len());
     let what = format!("a {na} x {nb} distance matrix");
     let mut out = try_vec(checked_len(na, nb, "B", &what)?, 0.0f64, "B", &what)?;
@@ -448,16 +526,19 @@ pub fn euclidean_cdist<T: Real>(
     Ok(out)
 }
 
-/// Euclidean distances between all pairs of rows `i < j` of `e`, in `pdist` order. The
-/// embedding is centred in place.
+/// Euclidean distances between all pairs of rows `i < j` of `e`, in `pdist` order, each with
+/// the pair's Jensen gaps `gaps[i] + gaps[j]` (see [`GramColumns::with_gaps`]; `gaps` empty:
+/// none). The embedding is centred in place.
 ///
 /// # Errors
 /// An interrupt.
 pub fn euclidean_pdist<T: Real>(
     mut e: Vec<T>,
     width: usize,
+    gaps: &[f64],
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
+    let gap = |i: usize| gaps.get(i).copied().unwrap_or(0.0);
     let centre = mean_row(&e, width);
     subtract(&mut e, &centre);
     let n = e.len() / width;
@@ -488,13 +569,14 @@ pub fn euclidean_pdist<T: Real>(
         for i in i0..i1 {
             let x = &e[i * width..(i + 1) * width];
             for j in (i + 1)..n {
-                piece[k] = from_gram(
+                let d = from_gram(
                     g[(i - i0) * cols + (j - i0)],
                     norms[i],
                     norms[j],
                     x,
                     &e[j * width..(j + 1) * width],
                 );
+                piece[k] = with_gap(d, gap(i) + gap(j));
                 k += 1;
             }
         }
@@ -540,7 +622,7 @@ pub fn minkowski_cdist<T: Real>(
     check_p(p)?;
     let eb = b.all(exec)?;
     if p == 2.0 {
-        return euclidean_cdist(a, eb, exec);
+        return euclidean_cdist(a, &GramColumns::new(eb, a.width()), exec);
     }
     let ea = a.all(exec)?;
     let width = a.width();
@@ -575,7 +657,7 @@ pub fn minkowski_pdist<T: Real>(
 ) -> Result<Vec<f64>> {
     check_p(p)?;
     if p == 2.0 {
-        return euclidean_pdist(e, width, exec);
+        return euclidean_pdist(e, width, &[], exec);
     }
     let n = e.len() / width;
     let total = condensed_len(n);
@@ -600,24 +682,57 @@ pub fn minkowski_pdist<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wasserstein1d::wasserstein_1d_pow;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `W_2²(μ, ν) = (1/Q) Σ_q (F̄_q − y_q)² + gap(μ)` for every uniform `ν` of `Q` points,
+        /// against the plain one-dimensional merge: the identity the routed exact path uses.
+        #[test]
+        fn jensen_gap_closes_the_bin_average_distance(
+            mu in prop::collection::vec((-5.0f64..5.0, 0.01f64..3.0), 1..12),
+            ys in prop::collection::vec(-5.0f64..5.0, 1..10),
+            ties in 0usize..3,
+        ) {
+            let mut mu = mu;
+            // Repeated values and weights that put mass ends on bin edges.
+            for k in 0..ties.min(mu.len() - 1) {
+                mu[k + 1].0 = mu[k].0;
+                mu[k].1 = 1.0;
+            }
+            mu.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let q = ys.len();
+            let mut avg = vec![0.0f64; q];
+            let gap = bin_averages(&mu, &mut avg, 1.0, true);
+            prop_assert!(gap >= 0.0);
+            let (x, w): (Vec<f64>, Vec<f64>) = mu.iter().copied().unzip();
+            let want = wasserstein_1d_pow(&x, &ys, Some(&w), None, 2.0).unwrap();
+            let mut y = ys.clone();
+            y.sort_by(f64::total_cmp);
+            let embedded: f64 = avg.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+                / q as f64;
+            let got = embedded + gap;
+            prop_assert!((got - want).abs() <= 1e-9 * (1.0 + want), "{} vs {}", got, want);
+        }
+    }
 
     #[test]
     fn bin_averages_of_uniform_sample_are_exact_when_q_equals_n() {
         let pairs = [(1.0f64, 1.0), (2.0, 1.0), (5.0, 1.0), (7.0, 1.0)];
         let mut dst = [0.0; 4];
-        bin_averages(&pairs, &mut dst, 1.0);
+        bin_averages(&pairs, &mut dst, 1.0, false);
         for (d, want) in dst.iter().zip([1.0, 2.0, 5.0, 7.0]) {
             assert!((d - want).abs() < 1e-12, "{dst:?}");
         }
         let mut two = [0.0; 2];
-        bin_averages(&pairs, &mut two, 1.0);
+        bin_averages(&pairs, &mut two, 1.0, false);
         assert!(
             (two[0] - 1.5).abs() < 1e-12 && (two[1] - 6.0).abs() < 1e-12,
             "{two:?}"
         );
         // Weighted: mass 0.75 at 0 and 0.25 at 4; bins of 1/2: [0, 2].
         let w = [(0.0f64, 3.0), (4.0, 1.0)];
-        bin_averages(&w, &mut two, 1.0);
+        bin_averages(&w, &mut two, 1.0, false);
         assert!(
             (two[0]).abs() < 1e-12 && (two[1] - 2.0).abs() < 1e-12,
             "{two:?}"
@@ -665,7 +780,7 @@ mod tests {
                 assert!((got[i * 300 + j] - want).abs() <= 1e-9 * (1.0 + want));
             }
         }
-        let pd = euclidean_pdist(eb.clone(), width, &ex).unwrap();
+        let pd = euclidean_pdist(eb.clone(), width, &[], &ex).unwrap();
         let mut k = 0;
         for i in 0..300 {
             for j in (i + 1)..300 {

@@ -14,7 +14,7 @@
 use crate::clouds::{check_same_dim, CloudsView};
 use crate::error::{checked_len, try_vec, Result};
 use crate::float::Real;
-use crate::pairs::{check_pairs, condensed_len, condensed_rows};
+use crate::pairs::{check_pairs, condensed_index, condensed_len, condensed_pair, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
 use crate::quantile;
@@ -417,32 +417,16 @@ fn merge_dirs<T: Real, C: Cost<T>>(
     total
 }
 
-/// Whether every cloud of both sets has uniform weights and the same size (then `SW_2` over
-/// all pairs is a matrix product of sorted projections).
-fn uniform_equal<T: Real>(sets: &[&CloudsView<'_, T>]) -> Option<usize> {
-    let n = sets[0].size(0);
-    for s in sets {
-        for c in 0..s.len() {
-            let w = s.weights(c);
-            if w.len() != n || w.iter().any(|&x| x != w[0]) {
-                return None;
-            }
-        }
-    }
-    Some(n)
-}
-
 /// Rows of the output handled by one chunk of the merge path; columns are visited in tiles of
 /// `TILE_COLS` so that a few clouds of each side stay in cache.
 const TILE_ROWS: usize = 8;
 const TILE_COLS: usize = 8;
-/// From this many pairs on, [`cdist`] with `p = 2` sends the pairs of clouds with uniform
-/// weights and the same size down the matrix-product path of [`crate::quantile`] (see
-/// [`Route`]), and [`pdist`] does when every cloud has uniform weights and the same size (below
-/// it the path is not worth its setup). Part of the contract with the Python package,
-/// exported as `semot._core.GEMM_MIN_PAIRS`: the distributed driver cuts a routed call into row
-/// stripes over all columns with at least this many pairs, so that each stripe routes as the
-/// whole call does and its results are bit-identical to a single-process call.
+/// From this many pairs on, [`cdist`] and [`pdist`] with `p = 2` send every pair with a
+/// routed cloud (see [`Route`]) down the matrix-product path of [`crate::quantile`] (below it
+/// the path is not worth its setup). Part of the contract with the Python package, exported
+/// as `semot._core.GEMM_MIN_PAIRS`: the distributed driver cuts a routed call into row stripes
+/// over all columns with at least this many pairs, so that each stripe routes as the whole
+/// call does and its results are bit-identical to a single-process call.
 pub const GEMM_MIN_PAIRS: usize = 4096;
 
 /// The size of a cloud with the weights `w` if they are uniform (all equal), else `None`.
@@ -451,9 +435,12 @@ pub fn uniform_size<T: Real>(w: &[T]) -> Option<usize> {
 }
 
 /// Which pairs of a `cdist` call take the matrix-product path: for `p = 2` and at least
-/// [`GEMM_MIN_PAIRS`] pairs, those between the clouds of `A` and of `B` that have uniform
-/// weights and `n` points, where `n` is the most common size among the clouds of `B` with
-/// uniform weights (the larger one on ties). The other pairs are merged.
+/// [`GEMM_MIN_PAIRS`] pairs, the *routed* clouds are those with uniform weights and `n`
+/// points, where `n` is the most common size among the clouds of `B` with uniform weights (the
+/// larger one on ties), and every pair with a routed cloud on either side is a matrix product:
+/// for a uniform cloud `ν` of `n` points and any cloud `μ`, `SW_2²(μ, ν) = ‖E_n(μ) − E_n(ν)‖² +
+/// J(μ)` exactly, with `E_n` the quantile embedding with `n` levels and `J` its Jensen gap (see
+/// [`crate::quantile`]). Only the pairs of two unrouted clouds are merged.
 ///
 /// `n` is chosen from `B` alone, so that a row stripe of `A` against all of `B` routes its
 /// pairs as the whole call does (the distributed driver's blocks).
@@ -465,6 +452,10 @@ pub struct Route {
     pub rows: Vec<usize>,
     /// The routed clouds of `B`, increasing.
     pub cols: Vec<usize>,
+    /// Number of clouds of `A`.
+    pub len_a: usize,
+    /// Number of clouds of `B`.
+    pub len_b: usize,
 }
 
 impl Route {
@@ -486,31 +477,54 @@ impl Route {
             (0..s.len()).filter(|&c| s[c] == Some(n)).collect()
         };
         let (rows, cols) = (pick(a), pick(b));
-        (!rows.is_empty() && !cols.is_empty()).then_some(Self { n, rows, cols })
+        (!rows.is_empty() || !cols.is_empty()).then_some(Self {
+            n,
+            rows,
+            cols,
+            len_a: a.len(),
+            len_b: b.len(),
+        })
     }
 
     /// The route of `cdist(a, b)` with order `p`.
     pub fn of<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, T>, p: f64) -> Option<Self> {
-        let sizes = |s: &CloudsView<'_, T>| -> Vec<Option<usize>> {
-            (0..s.len()).map(|c| uniform_size(s.weights(c))).collect()
-        };
-        Self::new(&sizes(a), &sizes(b), p)
+        Self::new(&size_list(a), &size_list(b), p)
     }
 
-    /// Number of pairs on the matrix-product path.
+    /// Number of pairs on the matrix-product path: those with a routed cloud on either side.
     pub fn pairs(&self) -> usize {
-        self.rows.len() * self.cols.len()
+        let unrouted = (self.len_a - self.rows.len()) * (self.len_b - self.cols.len());
+        self.len_a * self.len_b - unrouted
     }
+
+    /// Whether every pair takes the matrix-product path.
+    pub fn is_total(&self) -> bool {
+        self.rows.len() == self.len_a || self.cols.len() == self.len_b
+    }
+}
+
+/// [`uniform_size`] of every cloud of `s`.
+fn size_list<T: Real>(s: &CloudsView<'_, T>) -> Vec<Option<usize>> {
+    (0..s.len()).map(|c| uniform_size(s.weights(c))).collect()
+}
+
+/// Whether each of `n` clouds is in the increasing list `set`.
+fn mask(n: usize, set: &[usize]) -> Vec<bool> {
+    let mut m = vec![false; n];
+    for &c in set {
+        m[c] = true;
+    }
+    m
 }
 
 /// `SW_p` between every cloud of `a` and every cloud of `b`, row-major `(len(a), len(b))`.
 ///
-/// The pairs of the [`Route`] (uniform weights, equal sizes, `p = 2`) are one matrix product of
-/// sorted projections, computed in blocks of [`quantile::GEMM_ROWS`] rows of the output; every
-/// other pair is one merge per direction. A pair's value does not depend on the thread count,
-/// and a merged pair's value depends on its two clouds only. When `a` and `b` are the same
-/// set (the same arrays) each merged pair is computed once and mirrored (the merge is exactly
-/// symmetric).
+/// The pairs of the [`Route`] (`p = 2`, a uniform cloud of the routed size on either side) are
+/// one matrix product of quantile embeddings plus Jensen gaps, computed in blocks of
+/// [`quantile::GEMM_ROWS`] rows of the output; every other pair is one merge per direction. A
+/// pair's value does not depend on the thread count, and a merged pair's value depends on its
+/// two clouds only. When `a` and `b` are the same set (the same arrays) each merged pair is
+/// computed once and mirrored (the merge is exactly symmetric).
 ///
 /// # Errors
 /// Invalid `p`, dimension mismatches, or an interrupt.
@@ -528,12 +542,6 @@ pub fn cdist<T: Real>(
     let what = format!("a {na} x {nb} distance matrix");
     let len = checked_len(na, nb, "B", &what)?;
     if let Some(route) = Route::of(a, b, p) {
-        if route.rows.len() == na && route.cols.len() == nb {
-            // Everything on the matrix-product path: no sorted projections needed.
-            let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?;
-            let eb = quantile::embedding(b, "B", proj, route.n, 2.0, exec)?;
-            return quantile::euclidean_cdist(&ea, eb, exec);
-        }
         return routed_cdist(a, b, &route, proj, same, exec);
     }
     // One allocation for both sets (B's clouds after A's): see [`Sorted::joint`].
@@ -566,7 +574,8 @@ pub fn cdist<T: Real>(
     Ok(out)
 }
 
-/// [`cdist`] for a route that leaves some pairs to the merge.
+/// [`cdist`] along a route: every pair by matrix product (embeddings with `route.n` levels and
+/// Jensen gaps), then the pairs of two unrouted clouds merged over it.
 fn routed_cdist<T: Real>(
     a: &CloudsView<'_, T>,
     b: &CloudsView<'_, T>,
@@ -576,26 +585,19 @@ fn routed_cdist<T: Real>(
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
     let (na, nb) = (a.len(), b.len());
-    let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?;
-    let eb = quantile::Embedder::new(b, "B", proj, route.n, 2.0)?;
-    let cols = quantile::GramColumns::new(eb.subset(&route.cols, exec)?, eb.width());
+    let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?.with_gaps();
+    let eb = quantile::Embedder::new(b, "B", proj, route.n, 2.0)?.with_gaps();
+    let (e, gaps) = eb.all_with_gaps(exec)?;
+    let cols = quantile::GramColumns::with_gaps(e, gaps, eb.width());
+    if route.is_total() {
+        return quantile::euclidean_cdist(&ea, &cols, exec);
+    }
     cols.probe_blocks(quantile::GEMM_ROWS.min(na), exec.threads())?;
-    let mask = |n: usize, set: &[usize]| {
-        let mut m = vec![false; n];
-        for &c in set {
-            m[c] = true;
-        }
-        m
-    };
     let (in_rows, in_cols) = (mask(na, &route.rows), mask(nb, &route.cols));
-    // Sorted projections of the clouds some merged pair needs: a routed cloud of one side
-    // meets the merge only against an unrouted cloud of the other.
-    let needed = |n: usize, routed: &[bool], other_all_routed: bool| -> Vec<usize> {
-        (0..n)
-            .filter(|&c| !routed[c] || !other_all_routed)
-            .collect()
-    };
-    let need_a = needed(na, &in_rows, route.cols.len() == nb);
+    // Sorted projections of the unrouted clouds only: they alone meet the merge.
+    let unrouted =
+        |routed: &[bool]| -> Vec<usize> { (0..routed.len()).filter(|&c| !routed[c]).collect() };
+    let need_a = unrouted(&in_rows);
     let pos_a = positions(na, &need_a, 0);
     let part = |clouds, name, subset| Part {
         clouds,
@@ -606,7 +608,7 @@ fn routed_cdist<T: Real>(
     let (s, pos_b) = if same {
         (Sorted::joint(&[part(a, "A", &need_a)], proj, exec)?, None)
     } else {
-        let need_b = needed(nb, &in_cols, route.rows.len() == na);
+        let need_b = unrouted(&in_cols);
         let s = Sorted::joint(&[part(a, "A", &need_a), part(b, "B", &need_b)], proj, exec)?;
         (s, Some(positions(nb, &need_b, need_a.len())))
     };
@@ -620,13 +622,10 @@ fn routed_cdist<T: Real>(
         same,
         exec,
         |i0, rows| {
-            let r = rows.len() / nb;
-            let idx: Vec<usize> = (i0..i0 + r).filter(|&i| in_rows[i]).collect();
-            cols.distances(&ea, &idx, |k, jj, d| {
-                rows[(idx[k] - i0) * nb + route.cols[jj]] = d;
-            });
+            let idx: Vec<usize> = (i0..i0 + rows.len() / nb).collect();
+            cols.distances(&ea, &idx, |k, j, d| rows[k * nb + j] = d);
         },
-        |i, j| !(in_rows[i] && in_cols[j]),
+        |i, j| !in_rows[i] && !in_cols[j],
         |i, j| s.distance(pos_a[i], &s, pos_b[j], P2),
     )?;
     Ok(out)
@@ -696,6 +695,10 @@ fn fill_matrix(
 
 /// `SW_p` between all pairs `i < j` of `a`, condensed in `scipy.spatial.distance.pdist` order.
 ///
+/// With `p = 2` and at least [`GEMM_MIN_PAIRS`] pairs, the pairs with a routed cloud ([`Route`]
+/// of `a` with itself) are one matrix product, as in [`cdist`], and only the pairs of two
+/// unrouted clouds are merged.
+///
 /// # Errors
 /// Invalid `p`, or an interrupt.
 pub fn pdist<T: Real>(
@@ -707,26 +710,48 @@ pub fn pdist<T: Real>(
     check_p(p)?;
     let n = a.len();
     let total = condensed_len(n);
-    if p == 2.0 && total >= GEMM_MIN_PAIRS {
-        if let Some(size) = uniform_equal(&[a]) {
-            let e = quantile::embedding(a, "A", proj, size, 2.0, exec)?;
-            return quantile::euclidean_pdist(e, proj.len() * size, exec);
+    let route = (total >= GEMM_MIN_PAIRS)
+        .then(|| Route::of(a, a, p))
+        .flatten();
+    let Some(route) = route else {
+        let sa = Sorted::new(a, "A", proj, exec)?;
+        let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
+        with_cost!(T, p, |cost| {
+            let rows = condensed_rows(&mut out, n, TILE_ROWS);
+            exec.each(rows, |_, (i0, piece)| {
+                let mut k = 0;
+                for i in i0..(i0 + TILE_ROWS).min(n) {
+                    for j in (i + 1)..n {
+                        piece[k] = sa.distance(i, &sa, j, cost);
+                        k += 1;
+                    }
+                }
+            })
+        })?;
+        return Ok(out);
+    };
+    let embedder = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?.with_gaps();
+    let (e, gaps) = embedder.all_with_gaps(exec)?;
+    let mut out = quantile::euclidean_pdist(e, embedder.width(), &gaps, exec)?;
+    // The pairs of two unrouted clouds, merged over the products.
+    let routed = mask(n, &route.rows);
+    let need: Vec<usize> = (0..n).filter(|&c| !routed[c]).collect();
+    if need.len() >= 2 {
+        let s = Sorted::new_subset(a, "A", &need, proj, exec)?;
+        let m = need.len();
+        let what = format!("{} merged distances", condensed_len(m));
+        let mut merged = try_vec(condensed_len(m), 0.0f64, "A", &what)?;
+        exec.fill(&mut merged, 64, |start, piece| {
+            for (k, d) in piece.iter_mut().enumerate() {
+                let (i, j) = condensed_pair(m, start + k);
+                *d = s.distance(i, &s, j, P2);
+            }
+        })?;
+        for (k, d) in merged.into_iter().enumerate() {
+            let (i, j) = condensed_pair(m, k);
+            out[condensed_index(n, need[i], need[j])] = d;
         }
     }
-    let sa = Sorted::new(a, "A", proj, exec)?;
-    let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
-    with_cost!(T, p, |cost| {
-        let rows = condensed_rows(&mut out, n, TILE_ROWS);
-        exec.each(rows, |_, (i0, piece)| {
-            let mut k = 0;
-            for i in i0..(i0 + TILE_ROWS).min(n) {
-                for j in (i + 1)..n {
-                    piece[k] = sa.distance(i, &sa, j, cost);
-                    k += 1;
-                }
-            }
-        })
-    })?;
     Ok(out)
 }
 
@@ -977,7 +1002,8 @@ mod tests {
             let all: Vec<i64> = (0..na as i64).flat_map(|i| (0..nb as i64).flat_map(move |j| [i, j])).collect();
             let want = pairs(&a, &b, &all, &pr, 2.0, &ex).unwrap();
             let route = Route::of(&a, &b, 2.0);
-            let routed = |i: usize, j: usize| route.as_ref().is_some_and(|r| r.rows.contains(&i) && r.cols.contains(&j));
+            // A routed cloud on either side: matrix product plus Jensen gap; else merged.
+            let routed = |i: usize, j: usize| route.as_ref().is_some_and(|r| r.rows.contains(&i) || r.cols.contains(&j));
             for i in 0..na {
                 for j in 0..nb {
                     let (g, w) = (got[i * nb + j], want[i * nb + j]);
@@ -1108,11 +1134,19 @@ mod tests {
         let r = Route::new(&a, &b, 2.0).unwrap();
         assert_eq!((r.n, r.rows.len(), r.cols.len()), (5, 20, 40));
         assert_eq!(r.rows[0], 50);
+        // Every pair but those of an unrouted cloud of A (53) and one of B (80).
+        assert_eq!(r.pairs(), 73 * 120 - 53 * 80);
+        assert!(!r.is_total());
         assert!(Route::new(&a, &b, 1.0).is_none());
-        // Ties go to the larger size; no uniform cloud of that size in A: no route.
+        // Ties go to the larger size; no uniform cloud of that size in A: only B's routed
+        // clouds, against every cloud of A.
         let tie: Vec<Option<usize>> = [vec![Some(5); 40], vec![Some(9); 40]].concat();
         assert_eq!(Route::new(&tie, &tie, 2.0).unwrap().n, 9);
-        assert!(Route::new(&a, &tie, 2.0).is_none());
+        let r = Route::new(&a, &tie, 2.0).unwrap();
+        assert!(r.rows.is_empty() && r.cols.len() == 40);
+        assert_eq!(r.pairs(), 73 * 40);
+        // No uniform cloud in B: no route, whatever A holds.
+        assert!(Route::new(&a, &[None; 100], 2.0).is_none());
         // Below GEMM_MIN_PAIRS pairs: no route.
         assert!(Route::new(&a[..10], &b[..10], 2.0).is_none());
     }

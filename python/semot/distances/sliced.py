@@ -184,10 +184,12 @@ def sliced_wasserstein_cdist(
         As in :func:`sliced_wasserstein_distance`; the directions are drawn once per call.
     method : {"exact", "quantile"}
         ``"exact"``: :math:`SW_p` exactly (every cloud is projected and sorted once; a pair
-        is one merge per direction; with ``p = 2`` and at least 4096 pairs, the pairs of
-        clouds with uniform weights and ``n`` points, ``n`` the most common size among the
-        uniform clouds of ``B``, are one matrix product of sorted projections, and only the
-        others are merged; ``cdist(A, A)`` merges each pair once). ``"quantile"``:
+        is one merge per direction; with ``p = 2`` and at least 4096 pairs, every pair with
+        a *routed* cloud on either side, one with uniform weights and ``n`` points, ``n`` the
+        most common size among the uniform clouds of ``B``, is one matrix product of quantile
+        embeddings with ``n`` levels plus the other cloud's Jensen gap, which is exact, and only
+        the pairs of two unrouted clouds are merged; ``cdist(A, A)`` merges each pair once;
+        :func:`sliced_wasserstein_pdist` routes the same way with ``n`` from ``A``). ``"quantile"``:
         the :math:`\ell_p` distance between quantile embeddings
         (:func:`sliced_quantile_embedding`), a lower bound of :math:`SW_p` that is exact for
         uniform clouds of ``n_quantiles`` points; for ``p = 2`` one blocked matrix product.

@@ -106,11 +106,11 @@ def block_shape(block_size: int | tuple[int, int] | None, default: int) -> tuple
 def takes_gemm_path(a: PointClouds, b: PointClouds, p: float) -> bool:
     """Whether the Rust exact sliced cdist of ``a`` x ``b`` sends pairs down its matrix product.
 
-    It does for ``p = 2`` from ``_GEMM_MIN_PAIRS`` pairs on, for the pairs of clouds with
-    uniform weights and the size most common among the uniform clouds of ``b``; the other
-    pairs are merged (``_core.sw_gemm_pairs`` applies the kernel's own rule). Since the size
-    is chosen from ``b``, a row stripe of ``a`` against all of ``b`` routes its pairs as the
-    whole call does.
+    It does for ``p = 2`` from ``_GEMM_MIN_PAIRS`` pairs on, for every pair with a routed
+    cloud on either side (uniform weights and the size most common among the uniform clouds of
+    ``b``); the pairs of two other clouds are merged (``_core.sw_gemm_pairs`` applies the
+    kernel's own rule). Since the size is chosen from ``b``, a row stripe of ``a`` against all
+    of ``b`` routes its pairs as the whole call does.
     """
     if p != 2 or len(a) * len(b) < _GEMM_MIN_PAIRS:
         return False
