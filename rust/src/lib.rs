@@ -12,11 +12,14 @@
 //! * [`sampler`]: the per-feature streaming samplers' hashes and reservoir update (the CPU path
 //!   of `FeatureSampler`).
 //! * [`sinkhorn`]: log-domain entropic OT with epsilon scaling, and the Sinkhorn divergence.
+//! * [`sorting`]: a comparator network that sorts the columns of a small matrix at once (the
+//!   sorted projections of uniform clouds).
 //! * [`pairs`]: the condensed (`pdist`) order of pairs within a set, and checks of `(K, 2)`
 //!   index arrays.
 //! * [`linkage`]: union-find, connected components and single-linkage merge trees.
 //! * [`parallel`]: the thread-pool and chunked driver shared by every bulk kernel.
-//! * [`simd`]: the AVX2 merge kernel of [`sliced`], the crate's only `unsafe` code.
+//! * [`simd`]: the AVX2 merge kernel of [`sliced`] and the AVX2 build of [`sorting`]'s network,
+//!   the crate's only `unsafe` code.
 
 #[forbid(unsafe_code)]
 pub mod clouds;
@@ -40,6 +43,8 @@ pub mod sampler;
 pub mod sinkhorn;
 #[forbid(unsafe_code)]
 pub mod sliced;
+#[forbid(unsafe_code)]
+pub mod sorting;
 #[forbid(unsafe_code)]
 pub mod wasserstein1d;
 

@@ -184,6 +184,18 @@ impl<'a, T: Real> Projections<'a, T> {
         out
     }
 
+    /// Projects the `n` points of one cloud: `(n, d) @ (d, L)`, so that row `k` holds point
+    /// `k`'s projections on every direction (the layout [`crate::sorting`] sorts).
+    pub(crate) fn project_points(&self, points: &[T]) -> ndarray::Array2<T> {
+        let n = points.len() / self.dim;
+        let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
+        let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
+            .expect("projection shape");
+        let mut out = ndarray::Array2::zeros((n, self.n_projections));
+        ndarray::linalg::general_mat_mul(T::one(), &x, &p, T::zero(), &mut out);
+        out
+    }
+
     /// Checks that the directions have the dimension `dim` of the points of the set `name`.
     pub(crate) fn check_dim(&self, name: &str, dim: usize) -> Result<()> {
         if dim == self.dim {

@@ -27,6 +27,8 @@ use crate::float::Real;
 use crate::pairs::{condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
+use crate::simd;
+use crate::sorting;
 use crate::wasserstein1d::check_p;
 
 /// Clouds embedded per chunk of work.
@@ -48,11 +50,13 @@ pub struct Embedder<'a, T> {
     gaps: bool,
 }
 
-/// Buffers reused across the clouds one thread embeds.
+/// Buffers reused across the clouds one thread embeds, and the sorting network of the last
+/// cloud size seen.
 #[derive(Debug)]
 struct Scratch<T> {
     pairs: Vec<(T, T)>,
     vals: Vec<T>,
+    network: (usize, Vec<(u32, u32)>),
 }
 
 impl<T> Default for Scratch<T> {
@@ -60,6 +64,7 @@ impl<T> Default for Scratch<T> {
         Self {
             pairs: Vec::new(),
             vals: Vec::new(),
+            network: (0, Vec::new()),
         }
     }
 }
@@ -133,19 +138,42 @@ impl<'a, T: Real> Embedder<'a, T> {
     /// Jensen gap when [`Embedder::with_gaps`], else zero.
     fn embed(&self, c: usize, row: &mut [T], scratch: &mut Scratch<T>) -> f64 {
         let q_levels = self.n_quantiles;
-        let Scratch { pairs, vals } = scratch;
+        let Scratch {
+            pairs,
+            vals,
+            network,
+        } = scratch;
         let w = self.clouds.weights(c);
         let n = w.len();
-        let projected = self.proj.project(self.clouds.points(c));
+        let n_dirs = self.proj.len();
         let uniform = w.iter().all(|&x| x == w[0]);
+        // Equal weights: sorting the values alone is enough, and every direction at once when
+        // the cloud is small enough for the sorting network (points in rows, directions in
+        // columns); otherwise direction by direction.
+        let by_network = uniform && (2..=sorting::MAX_NETWORK_LEN).contains(&n);
+        let points = self.clouds.points(c);
+        let projected = if by_network {
+            let mut by_point = self.proj.project_points(points);
+            if network.0 != n {
+                *network = (n, sorting::batcher(n));
+            }
+            let data = by_point
+                .as_slice_mut()
+                .expect("a fresh projection is contiguous");
+            simd::sort_columns(data, n_dirs, &network.1);
+            by_point.reversed_axes()
+        } else {
+            self.proj.project(points)
+        };
         let mut gap = 0.0f64;
-        for l in 0..self.proj.len() {
+        for l in 0..n_dirs {
             let dst = &mut row[l * q_levels..(l + 1) * q_levels];
             if uniform {
-                // Equal weights: sorting the values alone is enough.
                 vals.clear();
                 vals.extend(projected.row(l).iter().copied());
-                vals.sort_unstable_by(T::total_cmp);
+                if !by_network {
+                    vals.sort_unstable_by(T::total_cmp);
+                }
                 if n == q_levels {
                     // Each bin holds one point: the quantile function is constant on it, and
                     // the gap is zero.

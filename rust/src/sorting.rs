@@ -1,0 +1,143 @@
+//! Sorting the columns of a small matrix all at once with a fixed comparator network.
+//!
+//! A cloud of `n` points projected on `L` directions is an `(n, L)` matrix whose columns each
+//! need sorting (the sorted projections of the uniform-weight path). Sorting them one by one
+//! branches on every comparison; a comparator network ([`batcher`]) applies the same
+//! compare-exchange sequence to every column, so each comparator is an elementwise min/max of
+//! two rows, `L` lanes wide, without a branch: what vector units do best.
+
+use crate::float::Real;
+
+/// The largest column length sorted by a network; longer columns are sorted one by one (a
+/// network has `O(n log² n)` comparators against the `O(n log n)` of a sort).
+pub const MAX_NETWORK_LEN: usize = 256;
+
+/// Batcher's odd-even merge sort for `n` elements: comparators `(i, j)`, `i < j`, each putting
+/// the smaller value at `i`. Built for the next power of two and pruned of the comparators that
+/// touch padding (padding holds `+∞` and no comparator ever moves it).
+pub fn batcher(n: usize) -> Vec<(u32, u32)> {
+    let size = n.next_power_of_two();
+    let mut out = Vec::new();
+    let mut p = 1;
+    while p < size {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < size {
+                for i in 0..k.min(size - j - k) {
+                    let (a, b) = (i + j, i + j + k);
+                    if a / (2 * p) == b / (2 * p) && b < n {
+                        out.push((a as u32, b as u32));
+                    }
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    out
+}
+
+/// Sorts every column of the row-major `(data.len() / lanes, lanes)` matrix `data` in
+/// increasing order with the comparators `network` (from [`batcher`] for that many rows).
+/// Values must not be NaN; `-0.0` and `0.0` may come out in either order.
+#[inline(always)]
+pub fn sort_columns<T: Real>(data: &mut [T], lanes: usize, network: &[(u32, u32)]) {
+    for &(i, j) in network {
+        let (i, j) = (i as usize, j as usize);
+        let (head, tail) = data.split_at_mut(j * lanes);
+        let lo = &mut head[i * lanes..(i + 1) * lanes];
+        let hi = &mut tail[..lanes];
+        for (a, b) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (x, y) = (*a, *b);
+            let swap = y < x;
+            *a = if swap { y } else { x };
+            *b = if swap { x } else { y };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The 0-1 principle: a network that sorts every sequence of zeros and ones sorts every
+    /// sequence. Checked exhaustively up to 14 elements, all at once as columns.
+    #[test]
+    fn batcher_sorts_every_zero_one_sequence() {
+        for n in 1..=14usize {
+            let lanes = 1usize << n;
+            let mut data = vec![0.0f32; n * lanes];
+            for lane in 0..lanes {
+                for k in 0..n {
+                    data[k * lanes + lane] = ((lane >> k) & 1) as f32;
+                }
+            }
+            sort_columns(&mut data, lanes, &batcher(n));
+            for lane in 0..lanes {
+                let col: Vec<f32> = (0..n).map(|k| data[k * lanes + lane]).collect();
+                assert!(col.windows(2).all(|w| w[0] <= w[1]), "n = {n}: {col:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn batcher_has_the_known_comparator_counts() {
+        // Knuth, TAOCP 5.3.4: 19 comparators for 8 elements, 63 for 16, 543 for 64.
+        assert_eq!(batcher(8).len(), 19);
+        assert_eq!(batcher(16).len(), 63);
+        assert_eq!(batcher(64).len(), 543);
+        assert!(batcher(1).is_empty());
+    }
+
+    proptest! {
+        /// The AVX2 build ([`crate::simd::sort_columns`]) against this portable one: the same
+        /// bits, `-0.0` and `0.0` included.
+        #[test]
+        fn simd_build_has_the_portable_bits(
+            n in 1usize..=80,
+            lanes in 1usize..40,
+            values in prop::collection::vec(
+                prop::sample::select(vec![-1.5f32, -0.0, 0.0, 0.25, 2.0, 1e-30, -3e8]), 1..4000),
+        ) {
+            let mut a: Vec<f32> = (0..n * lanes).map(|k| values[k % values.len()]).collect();
+            let mut b = a.clone();
+            let net = batcher(n);
+            sort_columns(&mut a, lanes, &net);
+            crate::simd::sort_columns(&mut b, lanes, &net);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&a), bits(&b));
+        }
+
+        /// Against `sort_unstable_by(total_cmp)`, column by column: values on a coarse grid
+        /// (many ties), any length up to the network limit.
+        #[test]
+        fn sorts_like_a_sort(
+            n in 1usize..=MAX_NETWORK_LEN,
+            lanes in 1usize..20,
+            seed in any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state % 41) as f64 - 20.0) * 0.25
+            };
+            let mut data: Vec<f64> = (0..n * lanes).map(|_| next()).collect();
+            let mut want: Vec<Vec<f64>> = (0..lanes)
+                .map(|l| (0..n).map(|k| data[k * lanes + l]).collect())
+                .collect();
+            for col in &mut want {
+                col.sort_unstable_by(f64::total_cmp);
+            }
+            sort_columns(&mut data, lanes, &batcher(n));
+            for (l, col) in want.iter().enumerate() {
+                let got: Vec<f64> = (0..n).map(|k| data[k * lanes + l]).collect();
+                prop_assert_eq!(&got, col);
+            }
+        }
+    }
+}
