@@ -188,6 +188,11 @@ impl<'a, T: Real> CloudsView<'a, T> {
         &self.points[lo * self.dim..hi * self.dim]
     }
 
+    /// The points of rows `lo..hi` of the set (consecutive clouds), row-major.
+    pub fn point_rows(&self, lo: usize, hi: usize) -> &'a [T] {
+        &self.points[lo * self.dim..hi * self.dim]
+    }
+
     /// The (unnormalised) weights of cloud `c`.
     pub fn weights(&self, c: usize) -> &'a [T] {
         let (lo, hi) = self.range(c);

@@ -31,8 +31,10 @@ use crate::simd;
 use crate::sorting;
 use crate::wasserstein1d::check_p;
 
-/// Clouds embedded per chunk of work.
+/// Clouds embedded per chunk of work, and the most projected together.
 const EMBED_CHUNK: usize = 16;
+/// The most points projected by one matrix product when embedding.
+const RUN_POINTS: usize = 4096;
 /// Output rows per matrix-product block of [`euclidean_cdist`] and [`euclidean_pdist`]. Fixed,
 /// so results do not depend on the thread count. Part of the contract with the Python package,
 /// exported as `semot._core.GEMM_ROWS`: the distributed driver starts its row stripes at
@@ -123,20 +125,55 @@ impl<'a, T: Real> Embedder<'a, T> {
 
     /// Embeds the clouds `clouds` (in that order) into `out` (row-major), on this thread, and
     /// writes each one's Jensen gap to `gaps` (zero unless [`Embedder::with_gaps`]).
+    ///
+    /// Runs of consecutive clouds (their points are contiguous) are projected by one matrix
+    /// product, so the projection matrix is packed once per run rather than once per cloud.
     pub fn rows_with_gaps(&self, clouds: &[usize], out: &mut [T], gaps: &mut [f64]) {
         let mut scratch = Scratch::default();
-        for ((&c, row), g) in clouds
-            .iter()
-            .zip(out.chunks_mut(self.width()))
-            .zip(gaps.iter_mut())
-        {
-            *g = self.embed(c, row, &mut scratch);
+        let width = self.width();
+        let mut k = 0;
+        while k < clouds.len() {
+            // A run: consecutive clouds, at most EMBED_CHUNK of them and RUN_POINTS points
+            // (one cloud at least), which bounds the projection buffer.
+            let mut end = k + 1;
+            let mut points = self.clouds.size(clouds[k]);
+            while end < clouds.len()
+                && end - k < EMBED_CHUNK
+                && clouds[end] == clouds[end - 1] + 1
+                && points + self.clouds.size(clouds[end]) <= RUN_POINTS
+            {
+                points += self.clouds.size(clouds[end]);
+                end += 1;
+            }
+            let (first, last) = (clouds[k], clouds[end - 1]);
+            let (lo, _) = self.clouds.range(first);
+            let (_, hi) = self.clouds.range(last);
+            // Points of clouds first..=last, rows lo..hi of the set.
+            let block = self.clouds.point_rows(lo, hi);
+            let mut projected = self.proj.project_points(block);
+            let data = projected
+                .as_slice_mut()
+                .expect("a fresh projection is contiguous");
+            let n_dirs = self.proj.len();
+            for q in k..end {
+                let c = clouds[q];
+                let (a, b) = self.clouds.range(c);
+                let by_point = &mut data[(a - lo) * n_dirs..(b - lo) * n_dirs];
+                gaps[q] = self.embed(
+                    c,
+                    by_point,
+                    &mut out[q * width..(q + 1) * width],
+                    &mut scratch,
+                );
+            }
+            k = end;
         }
     }
 
-    /// The embedding of cloud `c`, written to `row` (length [`Embedder::width`]); returns its
-    /// Jensen gap when [`Embedder::with_gaps`], else zero.
-    fn embed(&self, c: usize, row: &mut [T], scratch: &mut Scratch<T>) -> f64 {
+    /// The embedding of cloud `c`, written to `row` (length [`Embedder::width`]), from its
+    /// projections `by_point` (row-major `(n, L)`, sorted in place here); returns its Jensen
+    /// gap when [`Embedder::with_gaps`], else zero.
+    fn embed(&self, c: usize, by_point: &mut [T], row: &mut [T], scratch: &mut Scratch<T>) -> f64 {
         let q_levels = self.n_quantiles;
         let Scratch {
             pairs,
@@ -148,29 +185,21 @@ impl<'a, T: Real> Embedder<'a, T> {
         let n_dirs = self.proj.len();
         let uniform = w.iter().all(|&x| x == w[0]);
         // Equal weights: sorting the values alone is enough, and every direction at once when
-        // the cloud is small enough for the sorting network (points in rows, directions in
-        // columns); otherwise direction by direction.
+        // the cloud is small enough for the sorting network; otherwise direction by direction.
         let by_network = uniform && (2..=sorting::MAX_NETWORK_LEN).contains(&n);
-        let points = self.clouds.points(c);
-        let projected = if by_network {
-            let mut by_point = self.proj.project_points(points);
+        if by_network {
             if network.0 != n {
                 *network = (n, sorting::batcher(n));
             }
-            let data = by_point
-                .as_slice_mut()
-                .expect("a fresh projection is contiguous");
-            simd::sort_columns(data, n_dirs, &network.1);
-            by_point.reversed_axes()
-        } else {
-            self.proj.project(points)
-        };
+            simd::sort_columns(by_point, n_dirs, &network.1);
+        }
+        let column = |l: usize| by_point.iter().skip(l).step_by(n_dirs).copied();
         let mut gap = 0.0f64;
         for l in 0..n_dirs {
             let dst = &mut row[l * q_levels..(l + 1) * q_levels];
             if uniform {
                 vals.clear();
-                vals.extend(projected.row(l).iter().copied());
+                vals.extend(column(l));
                 if !by_network {
                     vals.sort_unstable_by(T::total_cmp);
                 }
@@ -186,7 +215,7 @@ impl<'a, T: Real> Embedder<'a, T> {
                 pairs.extend(vals.iter().map(|&v| (v, T::one())));
             } else {
                 pairs.clear();
-                pairs.extend(projected.row(l).iter().copied().zip(w.iter().copied()));
+                pairs.extend(column(l).zip(w.iter().copied()));
                 pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
             }
             gap += bin_averages(pairs, dst, self.scale, self.gaps);
