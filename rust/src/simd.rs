@@ -16,9 +16,11 @@
 //! * x86_64: AVX2, eight `f32` directions per vector, two vectors in flight. The eight loads
 //!   are scalar loads, not `vgatherdps`: on the machine measured (AMD Zen 4) the microcoded
 //!   gather was slower.
-//! * aarch64 (NEON): not yet. A NEON kernel was written and run under qemu-aarch64, and it
-//!   did not reproduce the scalar bits for `p = 1`; until it does, aarch64 takes the scalar
-//!   merge.
+//! * aarch64: NEON, four `f32` directions per vector, four vectors in flight. NEON is part of
+//!   the aarch64 baseline (no build flag), but is still detected at run time like AVX2. The
+//!   scalar `if a < b { a } else { b }` is a compare and a select, not `vminq_f32`, which
+//!   differs from it on NaN and on zeros of either sign; there is no prefetch (the aarch64
+//!   prefetch intrinsic is not stable).
 //!
 //! Everything else (other CPUs, `f64`, orders other than 1 and 2, or `SEMOT_SIMD=off` in the
 //! environment) takes the scalar merge, against which these kernels are tested bit for bit.
@@ -53,6 +55,8 @@ const MAX_INDEX: usize = i32::MAX as usize;
 pub enum Kernel {
     /// x86_64 with AVX2.
     Avx2,
+    /// aarch64 with NEON.
+    Neon,
     /// No SIMD kernel: the caller's scalar merge.
     Scalar,
 }
@@ -85,7 +89,16 @@ fn detect() -> Kernel {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(target_arch = "aarch64")]
+fn detect() -> Kernel {
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        Kernel::Neon
+    } else {
+        Kernel::Scalar
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn detect() -> Kernel {
     Kernel::Scalar
 }
@@ -131,6 +144,13 @@ pub fn merge_f32_joint(
             // entry index fits 32 bits (`data` has at most `i32::MAX` entries), checked
             // above, which is all `avx2::merge` reads.
             Some(unsafe { avx2::merge(abs, data, xo, sx, yo, sy) })
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
+            // SAFETY: the guard checked that this CPU has NEON; both clouds' `BLOCK` blocks
+            // lie inside `data` and every entry index fits 32 bits (`data` has at most
+            // `i32::MAX` entries), checked above, which is all `neon::merge` reads.
+            Some(unsafe { neon::merge(abs, data, xo, sx, yo, sy) })
         }
         _ => None,
     }
@@ -361,4 +381,189 @@ pub fn sort_columns<T: crate::float::Real>(data: &mut [T], lanes: usize, network
 #[target_feature(enable = "avx2")]
 fn sort_columns_avx2<T: crate::float::Real>(data: &mut [T], lanes: usize, network: &[(u32, u32)]) {
     crate::sorting::sort_columns(data, lanes, network);
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::BLOCK;
+    use std::arch::aarch64::{
+        float32x4_t, uint32x4_t, vabsq_f32, vaddq_f32, vaddq_u32, vandq_u32, vbslq_f32, vbslq_u32,
+        vcgtq_f32, vcleq_f32, vcltq_f32, vcombine_f32, vdupq_n_f32, vdupq_n_u32, vgetq_lane_u32,
+        vld1_f32, vld1q_u32, vminq_u32, vmulq_f32, vmvnq_u32, vreinterpretq_f32_u32,
+        vreinterpretq_u32_f32, vst1q_f32, vsubq_f32, vsubq_u32, vuzp1q_f32, vuzp2q_f32,
+    };
+
+    /// Loads the entries at `idx` (four lanes, entry indices into `base`) as `(weights,
+    /// values)`, lanes in order.
+    ///
+    /// # Safety
+    /// NEON must be available, and `base[idx[k]]` must be in bounds for every lane `k`.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load4(base: *const [f32; 2], idx: uint32x4_t) -> (float32x4_t, float32x4_t) {
+        let e = |k: u32| base.wrapping_add(k as usize).cast::<f32>();
+        // SAFETY: every lane of `idx` is the index of an entry of `base` by the caller's
+        // contract, and each load reads that one entry's two `f32` (4-byte aligned, as
+        // `[f32; 2]` is).
+        let (e0, e1, e2, e3) = unsafe {
+            (
+                vld1_f32(e(vgetq_lane_u32::<0>(idx))),
+                vld1_f32(e(vgetq_lane_u32::<1>(idx))),
+                vld1_f32(e(vgetq_lane_u32::<2>(idx))),
+                vld1_f32(e(vgetq_lane_u32::<3>(idx))),
+            )
+        };
+        // [w0 v0 w1 v1] and [w2 v2 w3 v3].
+        let (lo, hi) = (vcombine_f32(e0, e1), vcombine_f32(e2, e3));
+        (vuzp1q_f32(lo, hi), vuzp2q_f32(lo, hi))
+    }
+
+    /// One vector of four directions: the current entry of each cloud per lane, the merge
+    /// state, and the bounds of the lanes' indices.
+    #[derive(Clone, Copy)]
+    struct Lanes {
+        a: float32x4_t,
+        xv: float32x4_t,
+        b: float32x4_t,
+        yv: float32x4_t,
+        prev: float32x4_t,
+        acc: float32x4_t,
+        ix: uint32x4_t,
+        iy: uint32x4_t,
+        x_last: uint32x4_t,
+        y_last: uint32x4_t,
+    }
+
+    impl Lanes {
+        /// The lanes of directions `4v .. 4v + 4`.
+        ///
+        /// # Safety
+        /// NEON must be available, and `base` must be `merge`'s `data` under its contract.
+        #[inline]
+        #[target_feature(enable = "neon")]
+        unsafe fn new(
+            base: *const [f32; 2],
+            v: usize,
+            (xo, sx): (usize, usize),
+            (yo, sy): (usize, usize),
+        ) -> Self {
+            // Lane k merges direction 4v + k, whose block of the first cloud starts at entry
+            // xo + (4v + k)·sx. Its last entry bounds the lane's index, which keeps every
+            // load in bounds whatever the weights hold.
+            let range = |o: usize, s: usize| {
+                let first: [u32; 4] = std::array::from_fn(|k| (o + (4 * v + k) * s) as u32);
+                // SAFETY: `first` holds the four u32 the load reads.
+                let first = unsafe { vld1q_u32(first.as_ptr()) };
+                (first, vaddq_u32(first, vdupq_n_u32(s as u32 - 1)))
+            };
+            let ((ix, x_last), (iy, y_last)) = (range(xo, sx), range(yo, sy));
+            // SAFETY: the first entry of each lane's block is in bounds (caller's contract).
+            let ((a, xv), (b, yv)) = unsafe { (load4(base, ix), load4(base, iy)) };
+            let zero = vdupq_n_f32(0.0);
+            Self {
+                a,
+                xv,
+                b,
+                yv,
+                prev: zero,
+                acc: zero,
+                ix,
+                iy,
+                x_last,
+                y_last,
+            }
+        }
+
+        /// One merge step in every lane: the scalar merge's step of [`crate::sliced`].
+        ///
+        /// # Safety
+        /// NEON must be available, and `base` must be the slice the lanes were made for.
+        #[inline]
+        #[target_feature(enable = "neon")]
+        unsafe fn step<const ABS: bool>(&mut self, base: *const [f32; 2]) {
+            // `if a < b { a } else { b }`: b where a is NaN or equal, unlike `vminq_f32`.
+            let t = vbslq_f32(vcltq_f32(self.a, self.b), self.a, self.b);
+            let dt = vsubq_f32(t, self.prev);
+            let d = vsubq_f32(self.xv, self.yv);
+            let term = if ABS { vabsq_f32(d) } else { vmulq_f32(d, d) };
+            // A step of zero mass adds nothing, even where the cost is not finite. A multiply
+            // then an add, as the scalar merge does (not `vfmaq_f32`/`vmlaq_f32`).
+            let positive = vcgtq_f32(dt, vdupq_n_f32(0.0));
+            let mass = vandq_u32(positive, vreinterpretq_u32_f32(vmulq_f32(dt, term)));
+            self.acc = vaddq_f32(self.acc, vreinterpretq_f32_u32(mass));
+            self.prev = t;
+            // All ones where the first cloud advances, 0 where the second does.
+            let adv = vcleq_f32(self.a, self.b);
+            self.ix = vminq_u32(vsubq_u32(self.ix, adv), self.x_last);
+            self.iy = vminq_u32(vsubq_u32(self.iy, vmvnq_u32(adv)), self.y_last);
+            // Only the entry the step consumed is replaced, by the next one of its cloud.
+            let next = vbslq_u32(adv, self.ix, self.iy);
+            // SAFETY: `next` is a lane's `ix` or `iy`, each within its own block of the slice
+            // (it starts at the block's first entry, only grows, and is bounded by its last).
+            let (w, val) = unsafe { load4(base, next) };
+            self.a = vbslq_f32(adv, w, self.a);
+            self.xv = vbslq_f32(adv, val, self.xv);
+            self.b = vbslq_f32(adv, self.b, w);
+            self.yv = vbslq_f32(adv, self.yv, val);
+        }
+    }
+
+    /// See [`super::merge_f32_joint`] (`abs`: the cost `|d|`, else `d²`).
+    ///
+    /// # Safety
+    /// NEON must be available; `data` must hold `BLOCK` blocks of `sx` entries from `xo` on
+    /// and of `sy` entries from `yo` on, and have at most `i32::MAX` entries.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn merge(
+        abs: bool,
+        data: &[[f32; 2]],
+        xo: usize,
+        sx: usize,
+        yo: usize,
+        sy: usize,
+    ) -> [f32; BLOCK] {
+        debug_assert!(xo + BLOCK * sx <= data.len() && yo + BLOCK * sy <= data.len());
+        debug_assert!(i32::try_from(data.len()).is_ok());
+        // SAFETY: the caller's contract is `merge_cost`'s.
+        unsafe {
+            if abs {
+                merge_cost::<true>(data, (xo, sx), (yo, sy))
+            } else {
+                merge_cost::<false>(data, (xo, sx), (yo, sy))
+            }
+        }
+    }
+
+    /// [`merge`] for one cost, four vectors in flight.
+    ///
+    /// # Safety
+    /// As for [`merge`].
+    #[target_feature(enable = "neon")]
+    unsafe fn merge_cost<const ABS: bool>(
+        data: &[[f32; 2]],
+        x: (usize, usize),
+        y: (usize, usize),
+    ) -> [f32; BLOCK] {
+        let steps = x.1 + y.1 - 3;
+        let base = data.as_ptr();
+        // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), and `step`
+        // keeps each lane's index inside its own block.
+        unsafe {
+            let mut s0 = Lanes::new(base, 0, x, y);
+            let mut s1 = Lanes::new(base, 1, x, y);
+            let mut s2 = Lanes::new(base, 2, x, y);
+            let mut s3 = Lanes::new(base, 3, x, y);
+            for _ in 0..steps {
+                s0.step::<ABS>(base);
+                s1.step::<ABS>(base);
+                s2.step::<ABS>(base);
+                s3.step::<ABS>(base);
+            }
+            let mut out = [0.0f32; BLOCK];
+            for (k, s) in [s0, s1, s2, s3].iter().enumerate() {
+                vst1q_f32(out.as_mut_ptr().add(4 * k), s.acc);
+            }
+            out
+        }
+    }
 }

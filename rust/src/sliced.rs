@@ -1055,10 +1055,16 @@ mod tests {
     #[test]
     fn simd_kernel_is_present_where_the_cpu_has_one() {
         // The bit-equality test below is vacuous without a kernel: make sure CI machines
-        // (x86_64 with AVX2) run it.
+        // (x86_64 with AVX2, aarch64 with NEON, under qemu too) run it.
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::env::var_os("SEMOT_SIMD").is_none() {
             assert_eq!(simd::kernel(), simd::Kernel::Avx2);
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon")
+            && std::env::var_os("SEMOT_SIMD").is_none()
+        {
+            assert_eq!(simd::kernel(), simd::Kernel::Neon);
         }
     }
 
