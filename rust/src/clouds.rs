@@ -185,7 +185,7 @@ impl<'a, T: Real> CloudsView<'a, T> {
     /// The points of cloud `c`, row-major `(n_c, d)`.
     pub fn points(&self, c: usize) -> &'a [T] {
         let (lo, hi) = self.range(c);
-        &self.points[lo * self.dim..hi * self.dim]
+        self.point_rows(lo, hi)
     }
 
     /// The points of rows `lo..hi` of the set (consecutive clouds), row-major.

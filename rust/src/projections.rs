@@ -175,11 +175,8 @@ impl<'a, T: Real> Projections<'a, T> {
     /// Projects the `n` points of one cloud: `(L, d) @ (d, n)`, so that row `l` holds the
     /// `n` projections on direction `l` contiguously.
     pub(crate) fn project(&self, points: &[T]) -> ndarray::Array2<T> {
-        let n = points.len() / self.dim;
-        let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
-        let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
-            .expect("projection shape");
-        let mut out = ndarray::Array2::zeros((self.n_projections, n));
+        let (x, p) = self.views(points);
+        let mut out = ndarray::Array2::zeros((self.n_projections, x.nrows()));
         ndarray::linalg::general_mat_mul(T::one(), &p.t(), &x.t(), T::zero(), &mut out);
         out
     }
@@ -187,13 +184,19 @@ impl<'a, T: Real> Projections<'a, T> {
     /// Projects the `n` points of one cloud: `(n, d) @ (d, L)`, so that row `k` holds point
     /// `k`'s projections on every direction (the layout [`crate::sorting`] sorts).
     pub(crate) fn project_points(&self, points: &[T]) -> ndarray::Array2<T> {
+        let (x, p) = self.views(points);
+        let mut out = ndarray::Array2::zeros((x.nrows(), self.n_projections));
+        ndarray::linalg::general_mat_mul(T::one(), &x, &p, T::zero(), &mut out);
+        out
+    }
+
+    /// The points `(n, d)` and the directions `(d, L)` as matrices.
+    fn views<'p>(&'p self, points: &'p [T]) -> (ArrayView2<'p, T>, ArrayView2<'p, T>) {
         let n = points.len() / self.dim;
         let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
         let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
             .expect("projection shape");
-        let mut out = ndarray::Array2::zeros((n, self.n_projections));
-        ndarray::linalg::general_mat_mul(T::one(), &x, &p, T::zero(), &mut out);
-        out
+        (x, p)
     }
 
     /// Checks that the directions have the dimension `dim` of the points of the set `name`.

@@ -14,7 +14,7 @@
 use crate::clouds::{check_same_dim, CloudsView};
 use crate::error::{checked_len, try_vec, Result};
 use crate::float::Real;
-use crate::pairs::{check_pairs, condensed_index, condensed_len, condensed_pair, condensed_rows};
+use crate::pairs::{check_pairs, condensed_index, condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
 use crate::quantile;
@@ -715,20 +715,7 @@ pub fn pdist<T: Real>(
         .flatten();
     let Some(route) = route else {
         let sa = Sorted::new(a, "A", proj, exec)?;
-        let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
-        with_cost!(T, p, |cost| {
-            let rows = condensed_rows(&mut out, n, TILE_ROWS);
-            exec.each(rows, |_, (i0, piece)| {
-                let mut k = 0;
-                for i in i0..(i0 + TILE_ROWS).min(n) {
-                    for j in (i + 1)..n {
-                        piece[k] = sa.distance(i, &sa, j, cost);
-                        k += 1;
-                    }
-                }
-            })
-        })?;
-        return Ok(out);
+        return with_cost!(T, p, |cost| merged_pdist(&sa, cost, exec));
     };
     let embedder = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?.with_gaps();
     let (e, gaps) = embedder.all_with_gaps(exec)?;
@@ -738,20 +725,35 @@ pub fn pdist<T: Real>(
     let need: Vec<usize> = (0..n).filter(|&c| !routed[c]).collect();
     if need.len() >= 2 {
         let s = Sorted::new_subset(a, "A", &need, proj, exec)?;
-        let m = need.len();
-        let what = format!("{} merged distances", condensed_len(m));
-        let mut merged = try_vec(condensed_len(m), 0.0f64, "A", &what)?;
-        exec.fill(&mut merged, 64, |start, piece| {
-            for (k, d) in piece.iter_mut().enumerate() {
-                let (i, j) = condensed_pair(m, start + k);
-                *d = s.distance(i, &s, j, P2);
+        let mut merged = merged_pdist(&s, P2, exec)?.into_iter();
+        for (i, &ci) in need.iter().enumerate() {
+            for &cj in &need[i + 1..] {
+                out[condensed_index(n, ci, cj)] = merged.next().expect("one per pair");
             }
-        })?;
-        for (k, d) in merged.into_iter().enumerate() {
-            let (i, j) = condensed_pair(m, k);
-            out[condensed_index(n, need[i], need[j])] = d;
         }
     }
+    Ok(out)
+}
+
+/// `SW_p` between all pairs `i < j` of the clouds of `s`, condensed, each by merge.
+fn merged_pdist<T: Real, C: Cost<T>>(
+    s: &Sorted<T>,
+    cost: C,
+    exec: &Executor<'_>,
+) -> Result<Vec<f64>> {
+    let n = s.len();
+    let total = condensed_len(n);
+    let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
+    let rows = condensed_rows(&mut out, n, TILE_ROWS);
+    exec.each(rows, |_, (i0, piece)| {
+        let mut k = 0;
+        for i in i0..(i0 + TILE_ROWS).min(n) {
+            for j in (i + 1)..n {
+                piece[k] = s.distance(i, s, j, cost);
+                k += 1;
+            }
+        }
+    })?;
     Ok(out)
 }
 
