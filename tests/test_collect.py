@@ -766,3 +766,26 @@ def test_default_geometry_is_pca_whitening_fitted_without_special_tokens(assets,
     i = int(np.flatnonzero(fd.fired)[0])
     s, p = fd.provenance(i)
     np.testing.assert_allclose(fd.cloud(i)[0], refmap.transform(h1[s, p], HOOK0), atol=1e-4)
+
+
+def test_default_whitening_of_a_stream_wider_than_128_directions():
+    """Default collection on a model wider than WHITEN_COMPONENTS: 128-dimensional points."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from semot.collection.reference import WHITEN_COMPONENTS
+
+    d_model = WHITEN_COMPONENTS + 32
+    cfg = HookedTransformerConfig(n_layers=1, d_model=d_model, n_ctx=16, d_head=16, n_heads=2,
+                                  d_vocab=VOCAB, act_fn="gelu", seed=0, device="cpu")  # fmt: skip
+    torch.manual_seed(0)
+    model = HookedTransformer(cfg)
+    config = StandardSAEConfig(d_in=d_model, d_sae=8, metadata=SAEMetadata(hook_name=HOOK0))
+    sae = StandardSAE(config)
+    with torch.no_grad():
+        sae.W_enc.normal_()
+    tokens = np.random.default_rng(1).integers(0, VOCAB, size=(20, 16))
+    (fd,) = collect(model, sae, tokens, samples_per_feature=4, progress=False).values()
+    assert fd.dim == WHITEN_COMPONENTS
+    assert fd.cloud(int(np.flatnonzero(fd.fired)[0]))[0].shape[1] == WHITEN_COMPONENTS

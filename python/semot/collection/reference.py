@@ -246,9 +246,10 @@ class ReferenceMap:
 
     @property
     def dim(self) -> int:
-        """Dimension of the support points."""
-        n_components = self.spec.n_components
-        return n_components if n_components is not None else self.d_ref
+        """Dimension of the support points: the projection's columns, else the reference width."""
+        if "projection" in self.arrays:
+            return int(self.arrays["projection"].shape[1])
+        return self.d_ref
 
     def input_hook(self, feature_hook: str) -> str:
         """Return the hook whose states are transformed for features read at ``feature_hook``."""
