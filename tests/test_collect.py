@@ -768,6 +768,70 @@ def test_default_geometry_is_pca_whitening_fitted_without_special_tokens(assets,
     np.testing.assert_allclose(fd.cloud(i)[0], refmap.transform(h1[s, p], HOOK0), atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("n_tokens", "calibration_tokens", "kind"),
+    [
+        (None, 10_000, "same-context"),  # the calibration covers the whole stream
+        (100, 10_000, "same-context"),  # the stream stops inside a batch: cut differently
+        (None, 130, "same-context"),  # the calibration stops inside a batch
+        (None, 10_000, "linear-map"),
+    ],
+)
+def test_the_stream_reuses_the_calibration_pass(
+    assets, monkeypatch, n_tokens, calibration_tokens, kind
+):
+    """Calibration batches are not run again, and the samples are those of a second pass."""
+    from semot.collection import run as run_module
+    from semot.collection.models import HookedRunner
+
+    root, tokens = assets
+    model, saes = _load(root)
+    forwarded: list[int] = []
+    plain_run = HookedRunner.run
+
+    def counting_run(self, batch, hooks):
+        forwarded.append(int(batch.numel()))
+        return plain_run(self, batch, hooks)
+
+    monkeypatch.setattr(HookedRunner, "run", counting_run)
+    spec = ReferenceSpec(
+        hook=HOOK1,
+        kind=kind,
+        reduce=None if kind == "linear-map" else "pca",
+        n_components=None if kind == "linear-map" else 6,
+        calibration_tokens=calibration_tokens,
+    )
+
+    def run():
+        forwarded.clear()
+        res = collect(model, saes, tokens, samples_per_feature=6, reference=spec,
+                      batch_size=5, n_tokens=n_tokens, progress=False)  # fmt: skip
+        return res, sum(forwarded)
+
+    reused, n_reused = run()
+    monkeypatch.setattr(run_module, "CALIBRATION_STATE_BYTES", 0)
+    again, n_again = run()
+
+    stream = tokens.size if n_tokens is None else n_tokens
+    calibrated = min(calibration_tokens, tokens.size)
+    assert n_again == calibrated + stream
+    # Only the batches both passes read in the same cut are reused.
+    cut = n_tokens is not None and n_tokens % (5 * tokens.shape[1]) != 0
+    shared = min(calibrated, stream)
+    if cut:
+        shared -= n_tokens % (5 * tokens.shape[1])
+    if calibration_tokens < stream:
+        shared -= calibration_tokens % (5 * tokens.shape[1])
+    assert n_reused == calibrated + stream - shared
+    assert n_reused < n_again
+    assert reused.keys() == again.keys()
+    for key in reused:
+        a, b = _arrays(reused[key]), _arrays(again[key])
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=f"{key} {name}")
+
+
 def test_default_whitening_of_a_stream_wider_than_128_directions():
     """Default collection on a model wider than WHITEN_COMPONENTS: 128-dimensional points."""
     from sae_lens import StandardSAE, StandardSAEConfig

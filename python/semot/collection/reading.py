@@ -72,13 +72,18 @@ class BatchReader:
             else None
         )
 
-    def read(self, batch: TokenBatch) -> BatchReading:
-        """Forward ``batch`` once and encode every site's hidden states."""
+    def read(self, batch: TokenBatch, hidden: dict[str, Any] | None = None) -> BatchReading:
+        """Forward ``batch`` once and encode every site's hidden states.
+
+        ``hidden``: the hidden states of ``batch`` at (at least) the reader's hooks, from an
+        earlier forward pass of the same model; the model is not run then.
+        """
         torch = self.torch
         tokens = torch.as_tensor(batch.tokens, device=self.device)
         b, length = tokens.shape
         rows = b * length
-        hidden = self.runner.run(tokens, self.hooks)
+        if hidden is None:
+            hidden = self.runner.run(tokens, self.hooks)
         seq = (torch.arange(b, device=self.device) + batch.first_seq).repeat_interleave(length)
         pos = torch.arange(length, device=self.device).repeat(b)
         keep = None

@@ -31,13 +31,14 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from semot._utils.checks import check_choice, check_optional_positive_int, check_positive_int
+from semot._utils.memory import available_memory
 from semot.collection.checkpoint import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILE,
@@ -60,6 +61,7 @@ from semot.collection.reference import (
     n_components_or_deprecated_k,
 )
 from semot.collection.tokens import (
+    TokenBatch,
     TokenSource,
     as_token_source,
     ignored_token_ids,
@@ -243,6 +245,9 @@ class _CollectRun:
         self.seed = seed
         self.root = Path(out) if out is not None else None
         self.checkpoint = Checkpoint(self.root) if self.root is not None else None
+        # Hidden states of the first batches, kept from the calibration pass (step 3) for the
+        # stream (step 5), in stream order.
+        self.calibration_states: list[_KeptStates | None] = []
 
     # ------------------------------------------------------------ step 2: run directory
     def open_directory(self, *, resume: bool, overwrite: bool) -> SavedState | None:
@@ -315,17 +320,33 @@ class _CollectRun:
         return list(dict.fromkeys(site_hooks + [refmap.input_hook(h) for h in site_hooks]))
 
     def _calibrate(self, spec: ReferenceSpec) -> ReferenceMap:
-        """Fit ``spec`` on the moments of the first ``spec.calibration_tokens`` tokens."""
+        """Fit ``spec`` on the moments of the first ``spec.calibration_tokens`` tokens.
+
+        The hidden states of the calibration batches that the stream reads too are kept in
+        :attr:`calibration_states` (within :func:`_state_cache_budget`), so that the stream
+        does not run the model on them a second time.
+        """
         torch = require_torch()
         ref_moments = Moments()
         site_moments: dict[str, Moments] = {s.hook: Moments() for s in self.sites}
         linear = spec.kind == "linear-map"
         hooks = [spec.hook] + ([s.hook for s in self.sites] if linear else [])
+        # Every hook the stream reads, whichever kind of map is fitted (ReferenceMap.input_hook
+        # gives the site's own hook or spec.hook).
+        stream_hooks = list(dict.fromkeys([s.hook for s in self.sites] + [spec.hook]))
+        room = _state_cache_budget(self.device)
         d_ref = None
         batches = limit_tokens(self.source.batches(self.batch_size), spec.calibration_tokens)
         with torch.inference_mode():
             for batch in batches:
-                hidden = self.runner.run(torch.as_tensor(batch.tokens, device=self.device), hooks)
+                caching = room > 0
+                tokens = torch.as_tensor(batch.tokens, device=self.device)
+                hidden = self.runner.run(tokens, stream_hooks if caching else hooks)
+                if caching:
+                    size = sum(int(hidden[h].numel()) * hidden[h].element_size() for h in hidden)
+                    room -= size
+                    if room >= 0:
+                        self.calibration_states.append(_KeptStates(batch, hidden))
                 # Ignored positions (special tokens, whose states are outliers) are never
                 # sampled, so they do not shape the space either.
                 keep = ~np.isin(batch.tokens.reshape(-1), np.asarray(self.ignore, np.int64))
@@ -466,7 +487,7 @@ class _CollectRun:
                 for i_batch, batch in enumerate(stream):
                     if i_batch < resume_after:
                         continue
-                    reading = reader.read(batch)
+                    reading = reader.read(batch, self._kept_states(i_batch, batch))
                     updating = True
                     for sampler, (acts, points) in zip(samplers, reading.per_site, strict=True):
                         sampler.update(acts, points, reading.seq, reading.pos)
@@ -494,11 +515,25 @@ class _CollectRun:
                 )
             raise
         finally:
+            self.calibration_states.clear()
             if bar is not None:
                 bar.close()
         if progress.tokens_done == 0:
             raise ValueError("tokens: the token source is empty (no tokens were read)")
         return progress
+
+    def _kept_states(self, i_batch: int, batch: TokenBatch) -> dict[str, Any] | None:
+        """Return the hidden states the calibration pass kept of stream batch ``i_batch``, if any.
+
+        Each is handed out once and dropped. A batch that the stream cut differently (a token
+        limit below the calibration's) does not match the kept one and is run again.
+        """
+        states = self.calibration_states
+        kept = states[i_batch] if i_batch < len(states) else None
+        if kept is None:
+            return None
+        states[i_batch] = None
+        return kept.hidden if kept.matches(batch) else None
 
     # ------------------------------------------------------------ step 6: results
     def finish(
@@ -561,6 +596,40 @@ class _CollectRun:
         if tokenizer is not None:
             contexts = contexts.with_vocab(token_strings(tokenizer, np.unique(contexts.ids)))
         contexts.save(self.root)
+
+
+# ---------------------------------------------------------------- step 3 helpers
+#: At most this many bytes of hidden states from the calibration pass are kept for the stream,
+#: and at most a quarter of the memory free on the model's device.
+CALIBRATION_STATE_BYTES = 1 << 30
+
+
+@dataclass
+class _KeptStates:
+    """Hidden states at every stream hook of one calibration batch."""
+
+    batch: TokenBatch
+    hidden: dict[str, Any]
+
+    def matches(self, batch: TokenBatch) -> bool:
+        """Whether ``batch`` is the batch these states were computed from."""
+        return batch.first_seq == self.batch.first_seq and np.array_equal(
+            batch.tokens, self.batch.tokens
+        )
+
+
+def _state_cache_budget(device: Any) -> int:
+    """Bytes of calibration hidden states that may be kept on ``device`` (0: none)."""
+    torch = require_torch()
+    dev = torch.device(device)
+    free: int | None = None
+    if dev.type == "cpu":
+        free = available_memory()
+    elif dev.type == "cuda":
+        free = int(torch.cuda.mem_get_info(dev)[0])
+    if free is None:
+        return 0
+    return min(CALIBRATION_STATE_BYTES, free // 4)
 
 
 # ---------------------------------------------------------------- step 1 helpers
