@@ -212,3 +212,33 @@ def test_backend_argument():
             torch.zeros(2, dtype=torch.long),
             torch.arange(2),
         )
+
+
+@given(s=streams(), mode=st.sampled_from(["weighted", "top"]), chunk=st.integers(1, 5))
+@settings(max_examples=100, deadline=None)
+def test_result_in_place_equals_the_copy_and_finishes_the_sampler(s, mode, chunk):
+    """The in-place compaction gives the copying result bit for bit, whatever the chunking."""
+    from semot.features import sampling
+
+    samplers = [_sampler(s, mode, backend) for backend in ("core", "core", "elementwise")]
+    for smp in samplers:
+        for batch in s["batches"]:
+            smp.update(*batch)
+    copied = samplers[0].result()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sampling, "_COMPACT_FEATURES", chunk)
+        for smp in samplers[1:]:
+            kept = smp.points
+            packed = smp.result(in_place=True)
+            for name in vars(copied):
+                x, y = getattr(copied, name), getattr(packed, name)
+                assert x.dtype == y.dtype and x.shape == y.shape, name
+                assert x.tobytes() == y.tobytes(), name
+            # A view of the sampler's buffer, not a second copy.
+            assert packed.points.size == 0 or np.shares_memory(packed.points, kept)
+            with pytest.raises(ValueError, match="finished by result"):
+                smp.result()
+            with pytest.raises(ValueError, match="finished by result"):
+                smp.state_dict()
+            with pytest.raises(ValueError, match="finished by result"):
+                smp.update(*s["batches"][0])

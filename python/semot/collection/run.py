@@ -566,7 +566,9 @@ class _CollectRun:
                 "tokens": self.source.describe(),
                 "ignore_token_ids": self.ignore,
             }
-            fd = to_distributions(sampler.result(), site.feature_ids, metadata, dict(refmap.arrays))
+            fd = to_distributions(
+                sampler.result(in_place=True), site.feature_ids, metadata, dict(refmap.arrays)
+            )
             name = _output_name(site.name)
             if self.root is not None:
                 fd.save(self.root / name, overwrite=True)

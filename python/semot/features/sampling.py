@@ -399,6 +399,7 @@ class FeatureSampler:
         self.counts = o.zeros((f,), "i64")
         self.act_sums = o.zeros((f,), "f64")
         self._feature_hash: Any = None
+        self._finished = False
 
     # ------------------------------------------------------------------ update
     def update(self, activations: Any, points: Any, seq: Any, pos: Any) -> None:
@@ -421,6 +422,7 @@ class FeatureSampler:
             message names the first one's sequence and position); the sample is then
             unchanged.
         """
+        self._check_open()
         if activations.ndim != 2 or activations.shape[1] != self.n_features:
             raise ValueError(
                 f"activations: expected shape (T, {self.n_features}), got "
@@ -567,10 +569,12 @@ class FeatureSampler:
     @property
     def n_full(self) -> int:
         """Number of features whose sample already holds n positions."""
+        self._check_open()
         return int((self.counts >= self.n).sum())
 
     def state_dict(self) -> dict[str, np.ndarray[Any, Any]]:
         """All buffers as numpy arrays (for checkpoints); see :meth:`load_state_dict`."""
+        self._check_open()
         o = self.ops
         return {
             "keys": o.numpy(self.keys),
@@ -583,6 +587,7 @@ class FeatureSampler:
 
     def load_state_dict(self, state: dict[str, np.ndarray[Any, Any]]) -> None:
         """Restore buffers saved by :meth:`state_dict` (shapes must match)."""
+        self._check_open()
         o = self.ops
         for name in ("keys", "tb", "acts", "points", "counts", "act_sums"):
             if name not in state:
@@ -596,8 +601,18 @@ class FeatureSampler:
                 )
             setattr(self, name, o.from_numpy(arr.astype(o.numpy(cur[:0]).dtype)))
 
-    def result(self) -> SampleArrays:
-        """Return the samples in CSR layout (numpy), each feature's points sorted by key."""
+    def result(self, *, in_place: bool = False) -> SampleArrays:
+        """Return the samples in CSR layout (numpy), each feature's points sorted by key.
+
+        Parameters
+        ----------
+        in_place : bool
+            Sort and compact the support points inside the sampler's own buffer and return a
+            view of it instead of a copy, so the largest array (``F * n * k * 4`` bytes) is
+            never held twice. The sampler is finished afterwards: every other method raises
+            ValueError. Default False (the sampler can go on).
+        """
+        self._check_open()
         st = self.state_dict()
         # Slots are unordered: sort each feature's entries by (key, stream position).
         order = np.argsort(st["tb"], axis=1, kind="stable")
@@ -608,12 +623,17 @@ class FeatureSampler:
         )
         for name in ("keys", "tb", "acts"):
             st[name] = np.take_along_axis(st[name], order, 1)
+        # Empty slots (key +inf) sort last: each feature's sample is a prefix of its row.
         valid = np.isfinite(st["keys"])
-        flat = (order + np.arange(self.n_features)[:, None] * self.n)[valid]
-        points = st["points"].reshape(-1, self.dim)[flat]
         sizes = valid.sum(1).astype(np.int64)
         offsets = np.zeros(self.n_features + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
+        if in_place:
+            points = _compact_rows(st["points"], order, sizes, offsets)
+            self._finished = True
+        else:
+            flat = (order + np.arange(self.n_features)[:, None] * self.n)[valid]
+            points = st["points"].reshape(-1, self.dim)[flat]
         acts = st["acts"][valid].astype(np.float32)
         tb = st["tb"][valid]
         if self.mode == "weighted":
@@ -634,3 +654,35 @@ class FeatureSampler:
             firing_counts=st["counts"].astype(np.int64),
             activation_sums=st["act_sums"].astype(np.float64),
         )
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise ValueError(
+                "sampler: finished by result(in_place=True), its buffers hold the result now"
+            )
+
+
+#: Features whose support points :func:`_compact_rows` moves at a time.
+_COMPACT_FEATURES = 64
+
+
+def _compact_rows(
+    points: np.ndarray[Any, Any],
+    order: np.ndarray[Any, Any],
+    sizes: np.ndarray[Any, Any],
+    offsets: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    """Rows ``order[f, :sizes[f]]`` of each feature's block, packed at ``offsets[f]``, in place.
+
+    ``points`` is ``(F, n, k)``; the result is a view of its first ``offsets[-1]`` rows. A chunk
+    of features is read into a small temporary before it is written, and its destination
+    ends no later than the next chunk's source begins, so nothing is overwritten unread.
+    """
+    f_all, n, k = points.shape
+    flat = points.reshape(-1, k)
+    ranks = np.arange(n)[None, :]
+    for f0 in range(0, f_all, _COMPACT_FEATURES):
+        f1 = min(f0 + _COMPACT_FEATURES, f_all)
+        rows = order[f0:f1] + np.arange(f0, f1)[:, None] * n
+        flat[offsets[f0] : offsets[f1]] = flat[rows[ranks < sizes[f0:f1, None]]]
+    return flat[: offsets[-1]]
