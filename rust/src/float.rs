@@ -29,8 +29,22 @@ pub trait Real:
     fn min(self, other: Self) -> Self;
     fn max(self, other: Self) -> Self;
     fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+    /// `c = a · b` on the calling thread (faer's kernels), `c (m, n)` row-major; `a` is the
+    /// row-major `(m, k)` matrix, or its transpose `(k, m)` row-major when `a_transposed`, and
+    /// likewise `b (k, n)`, or `(n, k)` when `b_transposed`. The bits of an entry depend on the
+    /// shapes only, never on a thread count.
+    fn gemm(
+        a: &[Self],
+        a_transposed: bool,
+        b: &[Self],
+        b_transposed: bool,
+        c: &mut [Self],
+        mnk: (usize, usize, usize),
+    );
     /// `c = a · bᵀ` for row-major `a (m, k)`, `b (n, k)`, `c (m, n)`, on the calling thread.
-    fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize);
+    fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize) {
+        Self::gemm(a, false, b, true, c, (m, n, k));
+    }
     /// The per-direction merge sums of [`simd::BLOCK`] directions of two clouds in one
     /// slice by the SIMD kernel `kernel` (see [`simd::merge_f32_joint`]), or `None` where
     /// there is no such kernel for this type.
@@ -89,12 +103,27 @@ macro_rules! impl_real {
             fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
                 <$t>::total_cmp(self, other)
             }
-            fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize) {
+            fn gemm(
+                a: &[Self],
+                a_transposed: bool,
+                b: &[Self],
+                b_transposed: bool,
+                c: &mut [Self],
+                (m, n, k): (usize, usize, usize),
+            ) {
                 use faer::{Accum, MatMut, MatRef, Par};
-                let a = MatRef::from_row_major_slice(a, m, k);
-                let b = MatRef::from_row_major_slice(b, n, k);
+                let a = if a_transposed {
+                    MatRef::from_row_major_slice(a, k, m).transpose()
+                } else {
+                    MatRef::from_row_major_slice(a, m, k)
+                };
+                let b = if b_transposed {
+                    MatRef::from_row_major_slice(b, n, k).transpose()
+                } else {
+                    MatRef::from_row_major_slice(b, k, n)
+                };
                 let c = MatMut::from_row_major_slice_mut(c, m, n);
-                faer::linalg::matmul::matmul(c, Accum::Replace, a, b.transpose(), 1.0, Par::Seq);
+                faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0, Par::Seq);
             }
             #[inline]
             fn merge_block_joint(

@@ -9,8 +9,6 @@
 //! then divided by its Euclidean norm. The matrix has shape `(d, L)`: column `l` is direction
 //! `l`, the convention of POT's `projections=` argument.
 
-use ndarray::ArrayView2;
-
 use crate::error::{checked_len, try_vec, try_with_capacity, Error, Result};
 use crate::float::Real;
 
@@ -175,28 +173,22 @@ impl<'a, T: Real> Projections<'a, T> {
     /// Projects the `n` points of one cloud: `(L, d) @ (d, n)`, so that row `l` holds the
     /// `n` projections on direction `l` contiguously.
     pub(crate) fn project(&self, points: &[T]) -> ndarray::Array2<T> {
-        let (x, p) = self.views(points);
-        let mut out = ndarray::Array2::zeros((self.n_projections, x.nrows()));
-        ndarray::linalg::general_mat_mul(T::one(), &p.t(), &x.t(), T::zero(), &mut out);
+        let (n, d, l) = (points.len() / self.dim, self.dim, self.n_projections);
+        let mut out = ndarray::Array2::zeros((l, n));
+        let c = out.as_slice_mut().expect("a new array is contiguous");
+        // The directions are stored (d, L) and the points (n, d): both operands transposed.
+        T::gemm(self.data, true, points, true, c, (l, n, d));
         out
     }
 
     /// Projects the `n` points of one cloud: `(n, d) @ (d, L)`, so that row `k` holds point
     /// `k`'s projections on every direction (the layout [`crate::sorting`] sorts).
     pub(crate) fn project_points(&self, points: &[T]) -> ndarray::Array2<T> {
-        let (x, p) = self.views(points);
-        let mut out = ndarray::Array2::zeros((x.nrows(), self.n_projections));
-        ndarray::linalg::general_mat_mul(T::one(), &x, &p, T::zero(), &mut out);
+        let (n, d, l) = (points.len() / self.dim, self.dim, self.n_projections);
+        let mut out = ndarray::Array2::zeros((n, l));
+        let c = out.as_slice_mut().expect("a new array is contiguous");
+        T::gemm(points, false, self.data, false, c, (n, l, d));
         out
-    }
-
-    /// The points `(n, d)` and the directions `(d, L)` as matrices.
-    fn views<'p>(&'p self, points: &'p [T]) -> (ArrayView2<'p, T>, ArrayView2<'p, T>) {
-        let n = points.len() / self.dim;
-        let x = ArrayView2::from_shape((n, self.dim), points).expect("points shape");
-        let p = ArrayView2::from_shape((self.dim, self.n_projections), self.data)
-            .expect("projection shape");
-        (x, p)
     }
 
     /// Checks that the directions have the dimension `dim` of the points of the set `name`.

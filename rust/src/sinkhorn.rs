@@ -288,6 +288,8 @@ fn cost_matrix<T: Real>(
         let xa = ArrayView2::from_shape((n, dim), &x.pts[..]).expect("shape of x");
         let ya = ArrayView2::from_shape((m, dim), &y.pts[..]).expect("shape of y");
         let mut out = ArrayViewMut2::from_shape((n, m), &mut ws.prod[..]).expect("shape of x.y");
+        // matrixmultiply, not Real::gemm (faer): on these per-pair matrices, computed by
+        // every thread at once, it measured 1.6x faster over a whole Sinkhorn cdist.
         general_mat_mul(T::one(), &xa, &ya.t(), T::zero(), &mut out);
         for i in 0..n {
             let row = &mut ws.cost[i * m..(i + 1) * m];
