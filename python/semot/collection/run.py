@@ -11,7 +11,9 @@ The pipeline, one step per method of the run object :func:`collect` builds:
 
 1. resolve the sites, the runner of the model and the token source;
 2. open the run directory: refuse a non-empty one, or read the checkpoint to resume from;
-3. fit the reference map (or take the given or checkpointed one);
+3. fit the reference map (or take the given or checkpointed one), keeping the calibration
+   pass's hidden states (within :data:`CALIBRATION_STATE_BYTES`) so that step 5 does not run
+   the model on those batches again;
 4. build the run configuration (with weight fingerprints) and check it against the checkpoint;
 5. stream the batches into one sampler per site, checkpointing as it goes;
 6. turn the samples into FeatureDistributions and write the finished run.
