@@ -628,11 +628,12 @@ class FeatureSampler:
         sizes = valid.sum(1).astype(np.int64)
         offsets = np.zeros(self.n_features + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
+        # Row of the buffer of each kept point, in CSR order.
+        flat = (order + np.arange(self.n_features)[:, None] * self.n)[valid]
         if in_place:
-            points = _compact_rows(st["points"], order, sizes, offsets)
+            points = _compact_rows(st["points"].reshape(-1, self.dim), flat, offsets)
             self._finished = True
         else:
-            flat = (order + np.arange(self.n_features)[:, None] * self.n)[valid]
             points = st["points"].reshape(-1, self.dim)[flat]
         acts = st["acts"][valid].astype(np.float32)
         tb = st["tb"][valid]
@@ -667,22 +668,17 @@ _COMPACT_FEATURES = 64
 
 
 def _compact_rows(
-    points: np.ndarray[Any, Any],
-    order: np.ndarray[Any, Any],
-    sizes: np.ndarray[Any, Any],
-    offsets: np.ndarray[Any, Any],
+    rows: np.ndarray[Any, Any], flat: np.ndarray[Any, Any], offsets: np.ndarray[Any, Any]
 ) -> np.ndarray[Any, Any]:
-    """Rows ``order[f, :sizes[f]]`` of each feature's block, packed at ``offsets[f]``, in place.
+    """``rows[flat]``, written over the first ``len(flat)`` rows of ``rows`` itself; a view.
 
-    ``points`` is ``(F, n, k)``; the result is a view of its first ``offsets[-1]`` rows. A chunk
-    of features is read into a small temporary before it is written, and its destination
-    ends no later than the next chunk's source begins, so nothing is overwritten unread.
+    Feature ``f`` of the ``(F * n, k)`` buffer owns rows ``f * n:(f + 1) * n`` and its kept
+    rows ``flat[offsets[f]:offsets[f + 1]]`` lie among them. A chunk of features is read into a
+    small temporary before it is written, and its destination ends no later than the next
+    chunk's rows begin (``offsets[f] <= f * n``), so nothing is overwritten unread.
     """
-    f_all, n, k = points.shape
-    flat = points.reshape(-1, k)
-    ranks = np.arange(n)[None, :]
-    for f0 in range(0, f_all, _COMPACT_FEATURES):
-        f1 = min(f0 + _COMPACT_FEATURES, f_all)
-        rows = order[f0:f1] + np.arange(f0, f1)[:, None] * n
-        flat[offsets[f0] : offsets[f1]] = flat[rows[ranks < sizes[f0:f1, None]]]
-    return flat[: offsets[-1]]
+    n_features = offsets.shape[0] - 1
+    for f0 in range(0, n_features, _COMPACT_FEATURES):
+        lo, hi = offsets[f0], offsets[min(f0 + _COMPACT_FEATURES, n_features)]
+        rows[lo:hi] = rows[flat[lo:hi]]
+    return rows[: offsets[-1]]
