@@ -5,6 +5,7 @@ Usage::
     python benches/collect_report.py                       # small model, CPU
     python benches/collect_report.py --preset gpt2 --device cuda   # GPT-2 size, 24,576 features
     python benches/collect_report.py --preset smollm2      # the real-model benchmark's model
+    python benches/collect_report.py --profile 25          # and where one collect call spends
 
 Presets ``tiny``, ``small`` and ``gpt2`` are transformer-lens models with random weights built
 from configs, with standard SAEs; ``minilm`` and ``smollm2`` are the real models of the
@@ -131,7 +132,13 @@ def build_real(preset: str, device: str, n_tokens: int | None) -> tuple[Any, lis
 
 
 def measure(
-    preset: str, device: str, repeat: int, batch_size: int, n: int, n_tokens: int | None = None
+    preset: str,
+    device: str,
+    repeat: int,
+    batch_size: int,
+    n: int,
+    n_tokens: int | None = None,
+    profile: int = 0,
 ) -> dict[str, Any]:
     import torch
 
@@ -195,6 +202,14 @@ def measure(
         return min(times)
 
     t_fwd, t_enc, t_col = best(forward), best(forward_encode), best(run_collect)
+    if profile:
+        import cProfile
+        import pstats
+
+        # One more collect call (after the timed ones: warm caches, as they had).
+        profiler = cProfile.Profile()
+        profiler.runcall(run_collect)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     return {
         "preset": preset,
         "device": device,
@@ -225,8 +240,14 @@ def main() -> None:
         "--tokens", type=int, help="tokens to read (default: the preset's; real models: its run)"
     )
     p.add_argument("--json", metavar="PATH", help="also write the measurements to PATH")
+    p.add_argument(
+        "--profile", type=int, default=0, metavar="N",
+        help="also profile one more collect call and print its N costliest functions",
+    )  # fmt: skip
     a = p.parse_args()
-    r = measure(a.preset, a.device, a.repeat, a.batch_size, a.samples_per_feature, a.tokens)
+    r = measure(
+        a.preset, a.device, a.repeat, a.batch_size, a.samples_per_feature, a.tokens, a.profile
+    )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=2)
