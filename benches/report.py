@@ -66,9 +66,10 @@ def per_pair(fn, pairs):
         return (time.perf_counter() - t) / len(pairs)
 
 
-def scalar_merge_time(A, B, proj, threads, D):
-    """Seconds of the same cdist with the SIMD kernel off (``SEMOT_SIMD=off`` is read once per
-    process, hence the subprocess), and whether it gives the same bits as ``D``."""
+def merge_time_with(A, B, proj, threads, D, simd="off"):
+    """Seconds of the same cdist with another merge kernel (``SEMOT_SIMD=off``: the scalar
+    merge; ``avx2``: the AVX2 kernel), and whether it gives the same bits as ``D``.
+    ``SEMOT_SIMD`` is read once per process, hence the subprocess."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,9 +89,10 @@ t = time.perf_counter() - t
 np.save({str(Path(tmp) / "scalar.npy")!r}, D)
 print(json.dumps(dict(t=t, kernel=semot._core.SIMD_KERNEL)))
 """
-        env = {**os.environ, "SEMOT_SIMD": "off"}
+        env = {**os.environ, "SEMOT_SIMD": simd}
         res = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True, env=env))
-        assert res["kernel"] == "scalar", res
+        if res["kernel"] != ("scalar" if simd == "off" else simd):
+            return None  # this CPU lacks that kernel
         same = bool(np.array_equal(np.load(Path(tmp) / "scalar.npy"), D))
     return res["t"], same
 
@@ -138,17 +140,31 @@ def bench_exact(cfg, rng, rows):
             )
         )
         if not uniform:
-            t_scalar, same_bits = scalar_merge_time(A, B, proj64, threads, D)
-            rows.append(
-                dict(
-                    workload=rows[-1]["workload"],
-                    semot_s=t_semot,
-                    peer="semot's scalar merge (SEMOT_SIMD=off, a subprocess)",
-                    peer_s=t_scalar,
-                    note=f"SIMD kernel: {semot._core.SIMD_KERNEL}; "
-                    f"bit-identical: {'yes' if same_bits else 'NO'}",
+            # The scalar merge, and the other x86 kernel where the CPU has both.
+            others = [("off", "semot's scalar merge (SEMOT_SIMD=off, a subprocess)")]
+            for simd, name in (("avx2", "AVX2"), ("avx512", "AVX-512")):
+                if (
+                    semot._core.SIMD_KERNEL in ("avx2", "avx512")
+                    and semot._core.SIMD_KERNEL != simd
+                ):
+                    others.append(
+                        (simd, f"semot's {name} kernel (SEMOT_SIMD={simd}, a subprocess)")
+                    )
+            for simd, peer in others:
+                timing = merge_time_with(A, B, proj64, threads, D, simd)
+                if timing is None:
+                    continue
+                t_other, same_bits = timing
+                rows.append(
+                    dict(
+                        workload=rows[-1]["workload"],
+                        semot_s=t_semot,
+                        peer=peer,
+                        peer_s=t_other,
+                        note=f"SIMD kernel: {semot._core.SIMD_KERNEL}; "
+                        f"bit-identical: {'yes' if same_bits else 'NO'}",
+                    )
                 )
-            )
             sa = _peers.project_sort([(pa[i].astype(np.float64), wa[i]) for i in range(N)], proj64)
             sb = _peers.project_sort([(pb[i].astype(np.float64), wb[i]) for i in range(N)], proj64)
             batch = sample[: min(len(sample), 100)]

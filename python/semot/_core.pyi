@@ -13,7 +13,8 @@ __version__: str
 GEMM_ROWS: int
 # Pairs from which sliced cdist/pdist (p = 2) send the pairs with a routed cloud to the product.
 GEMM_MIN_PAIRS: int
-# The exact merge's kernel in this process: "avx2", "neon" or "scalar" (SEMOT_SIMD=off).
+# The exact merge's kernel in this process: "avx512", "avx2", "neon" or "scalar"
+# (SEMOT_SIMD=off|avx2|avx512 overrides the choice).
 SIMD_KERNEL: str
 
 # --- sliced Wasserstein and quantile embeddings -------------------------------------------

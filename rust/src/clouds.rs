@@ -38,7 +38,7 @@ impl<'a, T: Real> CloudsView<'a, T> {
                 "points must have at least one column (d >= 1)",
             ));
         }
-        if points.len() % dim != 0 {
+        if !points.len().is_multiple_of(dim) {
             return Err(Error::shape(
                 name,
                 format!("a multiple of d={dim} point coordinates"),

@@ -45,10 +45,12 @@ pub trait Real:
     fn gemm_nt(a: &[Self], b: &[Self], c: &mut [Self], m: usize, n: usize, k: usize) {
         Self::gemm(a, false, b, true, c, (m, n, k));
     }
-    /// The per-direction merge sums of [`simd::BLOCK`] directions of two clouds in one
-    /// slice by the SIMD kernel `kernel` (see [`simd::merge_f32_joint`]), or `None` where
-    /// there is no such kernel for this type.
-    fn merge_block_joint(
+    /// The per-direction merge sums of `out.len()` directions (a multiple of
+    /// [`simd::BLOCK`]) of two clouds in one slice by the SIMD kernel `kernel`, written to
+    /// `out` (see [`simd::merge_f32_joint`]); `false` where there is no such kernel for this
+    /// type.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_blocks_joint(
         kernel: Kernel,
         cost: CostKind,
         data: &[[Self; 2]],
@@ -56,7 +58,8 @@ pub trait Real:
         n: usize,
         yo: usize,
         m: usize,
-    ) -> Option<[Self; simd::BLOCK]>;
+        out: &mut [Self],
+    ) -> bool;
 }
 
 macro_rules! impl_real {
@@ -126,7 +129,7 @@ macro_rules! impl_real {
                 faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0, Par::Seq);
             }
             #[inline]
-            fn merge_block_joint(
+            fn merge_blocks_joint(
                 kernel: Kernel,
                 cost: CostKind,
                 data: &[[Self; 2]],
@@ -134,8 +137,9 @@ macro_rules! impl_real {
                 n: usize,
                 yo: usize,
                 m: usize,
-            ) -> Option<[Self; simd::BLOCK]> {
-                $joint(kernel, cost, data, xo, n, yo, m)
+                out: &mut [Self],
+            ) -> bool {
+                $joint(kernel, cost, data, xo, n, yo, m, out)
             }
         }
     };
@@ -143,4 +147,4 @@ macro_rules! impl_real {
 
 impl_real!(f32, "float32", 0.05, simd::merge_f32_joint);
 // No SIMD merge for f64: the collections are f32, and f64 halves the lanes.
-impl_real!(f64, "float64", 1e-6, |_, _, _, _, _, _, _| None);
+impl_real!(f64, "float64", 1e-6, |_, _, _, _, _, _, _, _| false);

@@ -172,7 +172,7 @@ impl MergeTree {
         if n == 0 {
             return Err(Error::arg("n", "must be >= 1"));
         }
-        if linkage.len() % 4 != 0 {
+        if !linkage.len().is_multiple_of(4) {
             return Err(Error::shape(
                 name,
                 "a row-major (M, 4) array",

@@ -113,7 +113,7 @@ fn first_out_of_range(pairs: &[i64], n_a: usize, n_b: usize) -> Option<(usize, u
 /// [`Error::Shape`] naming `pairs` for an odd length, [`Error::InvalidArgument`] naming
 /// `pairs` and the first entry out of range.
 pub fn check_pairs(pairs: &[i64], n_a: usize, n_b: usize) -> Result<()> {
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err(Error::shape(
             "pairs",
             "shape (K, 2)",
@@ -136,7 +136,7 @@ pub fn check_pairs(pairs: &[i64], n_a: usize, n_b: usize) -> Result<()> {
 /// [`Error::Shape`] naming `name` for an odd length, [`Error::InvalidArgument`] naming `name`
 /// and the row of the first index out of range.
 pub fn check_node_pairs(name: &str, n: usize, pairs: &[i64]) -> Result<usize> {
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err(Error::shape(
             name,
             "a row-major (K, 2) array (even length)",

@@ -331,10 +331,10 @@ impl<T: Real> Lane<T> {
 }
 
 /// General weights: one fixed-length merge per direction. When both clouds lie in one
-/// allocation (`joint`), blocks of [`simd::BLOCK`] directions go to the machine's SIMD kernel
-/// if it has one ([`simd::kernel`]); the rest go to [`merge_dirs`]. The per-direction sums
-/// are added up in the same order either way, so the result has the same bits with or
-/// without SIMD.
+/// allocation (`joint`), the directions up to the last multiple of [`simd::BLOCK`] go to the
+/// machine's SIMD kernel if it has one ([`simd::kernel`]); the rest go to [`merge_dirs`]. The
+/// per-direction sums are added up in the same order either way, so the result has the same
+/// bits with or without SIMD.
 fn merge_sum<T: Real, C: Cost<T>>(
     cost: C,
     x: &[[T; 2]],
@@ -344,26 +344,35 @@ fn merge_sum<T: Real, C: Cost<T>>(
     n_dirs: usize,
     joint: Option<Joint<'_, T>>,
 ) -> f64 {
-    let (sx, sy) = (n + 1, m + 1);
     let kernel = simd::kernel();
     let mut total = 0.0f64;
     let mut l = 0;
+    let blocked = n_dirs - n_dirs % simd::BLOCK;
     if let (Some(Joint { data, xo, yo }), true) = (joint, kernel != simd::Kernel::Scalar) {
-        while l + simd::BLOCK <= n_dirs {
-            let sums =
-                T::merge_block_joint(kernel, cost.kind(), data, xo + l * sx, n, yo + l * sy, m);
-            let Some(sums) = sums else {
-                break;
-            };
-            // Groups of four, as merge_dirs adds them.
-            for g in sums.chunks_exact(4) {
-                total += g[0].to_f64() + g[1].to_f64() + g[2].to_f64() + g[3].to_f64();
+        if blocked > 0 {
+            let mut sums = [T::zero(); MAX_SIMD_DIRS];
+            let mut done = 0;
+            while done < blocked {
+                let len = (blocked - done).min(MAX_SIMD_DIRS);
+                let out = &mut sums[..len];
+                let (bx, by) = (xo + done * (n + 1), yo + done * (m + 1));
+                if !T::merge_blocks_joint(kernel, cost.kind(), data, bx, n, by, m, out) {
+                    break;
+                }
+                // Groups of four, as merge_dirs adds them.
+                for g in out.chunks_exact(4) {
+                    total += g[0].to_f64() + g[1].to_f64() + g[2].to_f64() + g[3].to_f64();
+                }
+                done += len;
             }
-            l += simd::BLOCK;
+            l = done;
         }
     }
     merge_dirs(cost, x, n, y, m, l, n_dirs, total)
 }
+
+/// Directions handed to the SIMD kernel per call (a multiple of [`simd::BLOCK`]).
+const MAX_SIMD_DIRS: usize = 256;
 
 /// Two clouds' sorted representations in one allocation: entries `xo..` and `yo..` of `data`.
 #[derive(Clone, Copy)]
@@ -1057,10 +1066,16 @@ mod tests {
     #[test]
     fn simd_kernel_is_present_where_the_cpu_has_one() {
         // The bit-equality test below is vacuous without a kernel: make sure CI machines
-        // (x86_64 with AVX2, aarch64 with NEON, under qemu too) run it.
+        // (x86_64 with AVX2 or AVX-512, aarch64 with NEON, under qemu too) run it.
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::env::var_os("SEMOT_SIMD").is_none() {
-            assert_eq!(simd::kernel(), simd::Kernel::Avx2);
+        {
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+            let avx2 = std::arch::is_x86_feature_detected!("avx2");
+            assert_eq!(simd::supported().contains(&simd::Kernel::Avx512), avx512);
+            assert_eq!(simd::supported().contains(&simd::Kernel::Avx2), avx2);
+            if std::env::var_os("SEMOT_SIMD").is_none() && (avx2 || avx512) {
+                assert_eq!(Some(&simd::kernel()), simd::available().first());
+            }
         }
         #[cfg(target_arch = "aarch64")]
         if std::arch::is_aarch64_feature_detected!("neon")
@@ -1076,7 +1091,7 @@ mod tests {
         fn simd_merge_has_the_scalar_bits(
             n in 1usize..40,
             m in 1usize..40,
-            n_dirs in 1usize..56,
+            n_dirs in 1usize..72,
             p in prop::sample::select(vec![1.0f64, 2.0]),
             uniform in prop::sample::select(vec![(false, false), (true, false), (true, true)]),
             salt in 0u64..1_000_000,
@@ -1104,17 +1119,20 @@ mod tests {
                 if !(n == m && uniform.0 && uniform.1) {
                     prop_assert_eq!(s.pair_sum(0, &s, 1, cost).to_bits(), want.to_bits());
                 }
-                // Each block of the kernel against the scalar lanes, direction by direction.
-                let mut l = 0;
-                while l + simd::BLOCK <= n_dirs {
-                    let kind = Cost::<f32>::kind(cost);
-                    let sums = simd::merge_f32_joint(simd::kernel(), kind, &s.data, s.base[0] + l * (n + 1), n, s.base[1] + l * (m + 1), m);
-                    prop_assert_eq!(sums.is_some(), simd::kernel() != simd::Kernel::Scalar);
-                    for (k, &v) in sums.iter().flatten().enumerate() {
-                        let one = merge_dirs(cost, x, n, y, m, l + k, l + k + 1, 0.0) as f32;
-                        prop_assert_eq!(v.to_bits(), one.to_bits(), "direction {}", l + k);
+                // Every kernel of this CPU against the scalar lanes, direction by direction,
+                // on every multiple of the block size (all the vectors-in-flight widths).
+                let kind = Cost::<f32>::kind(cost);
+                let blocked = n_dirs - n_dirs % simd::BLOCK;
+                for kernel in simd::supported() {
+                    for dirs in (simd::BLOCK..=blocked).step_by(simd::BLOCK) {
+                        let mut sums = vec![f32::NAN; dirs];
+                        let ok = simd::merge_f32_joint(kernel, kind, &s.data, s.base[0], n, s.base[1], m, &mut sums);
+                        prop_assert!(ok, "{:?}", kernel);
+                        for (l, &v) in sums.iter().enumerate() {
+                            let one = merge_dirs(cost, x, n, y, m, l, l + 1, 0.0) as f32;
+                            prop_assert_eq!(v.to_bits(), one.to_bits(), "{:?} direction {}", kernel, l);
+                        }
                     }
-                    l += simd::BLOCK;
                 }
                 Ok::<(), TestCaseError>(())
             })?;
@@ -1124,15 +1142,35 @@ mod tests {
     #[test]
     fn simd_merge_declines_what_it_cannot_do() {
         let x = vec![[0.5f32, 0.0]; simd::BLOCK * 6];
-        let k = simd::kernel();
         let sq = simd::CostKind::Square;
-        // Another order, blocks past the end, offsets that overflow, and empty clouds: the
-        // caller's scalar merge.
-        assert!(simd::merge_f32_joint(k, simd::CostKind::Other, &x, 0, 2, 48, 2).is_none());
-        assert!(simd::merge_f32_joint(k, sq, &x, 0, 2, 49, 2).is_none());
-        assert!(simd::merge_f32_joint(k, sq, &x, usize::MAX, 2, 0, 2).is_none());
-        assert!(simd::merge_f32_joint(k, sq, &x, 0, 0, 48, 2).is_none());
-        assert!(simd::merge_f32_joint(simd::Kernel::Scalar, sq, &x, 0, 2, 48, 2).is_none());
+        let mut out = [0.0f32; simd::BLOCK];
+        for k in simd::supported() {
+            let call = |cost, xo, n, yo, m, out: &mut [f32]| {
+                simd::merge_f32_joint(k, cost, &x, xo, n, yo, m, out)
+            };
+            // Another order, blocks past the end, offsets that overflow, empty clouds, and
+            // direction counts that are not a positive multiple of the block: the caller's
+            // scalar merge.
+            assert!(!call(simd::CostKind::Other, 0, 2, 48, 2, &mut out));
+            assert!(!call(sq, 0, 2, 49, 2, &mut out));
+            assert!(!call(sq, usize::MAX, 2, 0, 2, &mut out));
+            assert!(!call(sq, 0, 0, 48, 2, &mut out));
+            assert!(!call(sq, 0, 2, 48, 2, &mut out[..0]));
+            assert!(!call(sq, 0, 2, 48, 2, &mut out[..8]));
+            assert!(!call(sq, 0, 2, 0, 2, &mut [0.0f32; 3 * simd::BLOCK]));
+            assert!(call(sq, 0, 2, 48, 2, &mut out), "{k:?}");
+            assert!(!out.contains(&f32::NAN));
+        }
+        assert!(!simd::merge_f32_joint(
+            simd::Kernel::Scalar,
+            sq,
+            &x,
+            0,
+            2,
+            48,
+            2,
+            &mut out
+        ));
     }
 
     #[test]

@@ -263,8 +263,8 @@ mod _core {
         // Block sizes the distributed driver must follow for bit-identical results.
         m.add("GEMM_ROWS", crate::quantile::GEMM_ROWS)?;
         m.add("GEMM_MIN_PAIRS", crate::sliced::GEMM_MIN_PAIRS)?;
-        // The merge kernel this process runs ("avx2", "neon" or "scalar"), fixed at import
-        // (`SEMOT_SIMD=off` in the environment selects "scalar").
+        // The merge kernel this process runs ("avx512", "avx2", "neon" or "scalar"), fixed at
+        // import (`SEMOT_SIMD` in the environment overrides it, see `simd::kernel`).
         let kernel = format!("{:?}", crate::simd::kernel()).to_ascii_lowercase();
         m.add("SIMD_KERNEL", kernel)
     }
