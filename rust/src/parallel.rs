@@ -3,15 +3,18 @@
 //! * Work is split into chunks whose boundaries depend only on the problem size, never on the
 //!   thread count, and each output element is computed by exactly one chunk: results are
 //!   bit-identical for any number of threads.
-//! * Chunks are grouped into rounds; between rounds the caller's interrupt check runs on the
-//!   calling thread (the Python binding uses it to honour Ctrl-C).
+//! * The caller's interrupt check runs on the calling thread (the Python binding uses it to
+//!   honour Ctrl-C): between rounds of chunks on one thread, every [`POLL`] while a pool works.
 //! * Pools are private to this crate and rebuilt when the process id changes, so the crate
 //!   stays usable in a child after `fork` (rayon's global pool does not survive a fork).
 //! * At most [`POOL_CACHE`] pools are kept (least recently used first out), so calls with
 //!   many different thread counts do not leave their threads behind; a thread count is at
 //!   most [`max_threads`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -90,8 +93,13 @@ impl<'a> Executor<'a> {
     }
 
     /// Fills `out` in chunks of `chunk` elements: `f(start, slice)` receives the index of the
-    /// chunk's first element and the chunk itself. Chunks run in parallel; the interrupt check
-    /// runs between rounds of chunks.
+    /// chunk's first element and the chunk itself.
+    ///
+    /// On one thread the chunks run in order, with the interrupt check between rounds of a few
+    /// chunks. On more, every chunk is one task of the pool's work stealing, with no barrier
+    /// before the last: chunks of uneven cost (Sinkhorn problems that converge at different
+    /// iterations) keep every thread busy. The calling thread meanwhile runs the interrupt
+    /// check every [`POLL`]; when it fires, the chunks not yet started are skipped.
     pub fn fill<O, F>(&self, out: &mut [O], chunk: usize, f: F) -> Result<()>
     where
         O: Send,
@@ -99,29 +107,59 @@ impl<'a> Executor<'a> {
     {
         let chunk = chunk.max(1);
         let threads = self.threads();
-        // A round is a few chunks per thread: long enough to keep threads busy, short enough
-        // that Ctrl-C is answered quickly.
-        let round = chunk * (4 * threads).max(8);
-        let mut start = 0;
-        for piece in out.chunks_mut(round) {
-            self.check()?;
-            let len = piece.len();
-            if threads == 1 {
+        if threads == 1 {
+            // A round is a few chunks: Ctrl-C is answered quickly.
+            let round = chunk * 8;
+            for (r, piece) in out.chunks_mut(round).enumerate() {
+                self.check()?;
                 for (i, c) in piece.chunks_mut(chunk).enumerate() {
-                    f(start + i * chunk, c);
+                    f(r * round + i * chunk, c);
                 }
-            } else {
-                let body = || {
-                    piece
-                        .par_chunks_mut(chunk)
-                        .enumerate()
-                        .for_each(|(i, c)| f(start + i * chunk, c));
-                };
-                pool(threads)?.install(body);
             }
-            start += len;
+            return self.check();
         }
-        self.check()
+        self.check()?;
+        let pool = pool(threads)?;
+        let stop = AtomicBool::new(false);
+        let work = |out: &mut [O]| {
+            out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| {
+                if !stop.load(Ordering::Relaxed) {
+                    f(i * chunk, c);
+                }
+            });
+        };
+        // Without a check, or on a worker thread of some pool (a nested call, which must not
+        // block a worker), the pool runs everything and the check comes at the end.
+        if self.interrupt.is_none() || rayon::current_thread_index().is_some() {
+            pool.install(|| work(out));
+            return self.check();
+        }
+        let (done, finished) = mpsc::channel::<()>();
+        let interrupted = pool.in_place_scope(|scope| {
+            scope.spawn(move |_| {
+                work(out);
+                // The receiver outlives the scope's body only on the interrupted path, where
+                // it no longer listens: a failed send is expected there.
+                let _ = done.send(());
+            });
+            loop {
+                match finished.recv_timeout(POLL) {
+                    // Disconnected: the task unwound (a panic, re-raised by the scope).
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return false,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.check().is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                            return true;
+                        }
+                    }
+                }
+            }
+        });
+        if interrupted {
+            Err(Error::Interrupted)
+        } else {
+            self.check()
+        }
     }
 
     /// Runs `f(k, item)` for every item in parallel (items are typically disjoint mutable
@@ -171,6 +209,9 @@ fn default_threads() -> usize {
         .filter(|&n| n > 0)
         .map_or_else(cores, |n| n.min(max_threads()))
 }
+
+/// How often the calling thread runs the interrupt check while the pool works.
+pub const POLL: Duration = Duration::from_millis(20);
 
 /// How many thread pools are kept alive between calls.
 pub const POOL_CACHE: usize = 4;
@@ -250,6 +291,67 @@ mod tests {
         let ex = Executor::new(Some(2)).unwrap().with_interrupt(&stop);
         let mut out = vec![0u8; 10];
         assert_eq!(ex.fill(&mut out, 1, |_, _| {}), Err(Error::Interrupted));
+    }
+
+    /// The polling path (an interrupt that never fires) with chunks of very uneven cost: every
+    /// element once, for any thread count.
+    #[test]
+    fn polled_fill_covers_everything_once() {
+        let never = || false;
+        for threads in [2, 3] {
+            let ex = Executor::new(Some(threads)).unwrap().with_interrupt(&never);
+            let mut out = vec![0usize; 301];
+            ex.fill(&mut out, 3, |start, c| {
+                if start % 60 == 0 {
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                for (k, v) in c.iter_mut().enumerate() {
+                    *v += start + k + 1;
+                }
+            })
+            .unwrap();
+            assert!(out.iter().enumerate().all(|(i, &v)| v == i + 1));
+        }
+    }
+
+    /// An interrupt that fires while the pool works stops it: the chunks not yet started are
+    /// skipped and the call returns `Interrupted` well before the work would have ended.
+    #[test]
+    fn interrupt_while_working_skips_the_rest() {
+        use std::sync::atomic::AtomicUsize;
+        let calls = AtomicUsize::new(0);
+        // False at the check before the start, true at the first poll.
+        let stop = || calls.fetch_add(1, Ordering::Relaxed) >= 1;
+        let ex = Executor::new(Some(2)).unwrap().with_interrupt(&stop);
+        let ran = AtomicUsize::new(0);
+        let mut out = vec![0u8; 200];
+        let t = std::time::Instant::now();
+        let res = ex.fill(&mut out, 1, |_, _| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(5));
+        });
+        assert_eq!(res, Err(Error::Interrupted));
+        // 200 chunks of 5 ms on 2 threads take 500 ms; the first poll comes after 20.
+        let ran = ran.load(Ordering::Relaxed);
+        assert!(ran < 100, "{ran} chunks ran");
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    /// A panic in a chunk reaches the caller (as a panic, which the binding turns into an
+    /// error) instead of hanging the polling thread.
+    #[test]
+    fn panic_in_a_chunk_propagates() {
+        let never = || false;
+        let ex = Executor::new(Some(2)).unwrap().with_interrupt(&never);
+        let mut out = vec![0u8; 64];
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ex.fill(&mut out, 1, |start, _| assert!(start != 40, "chunk 40"))
+        }));
+        assert!(res.is_err());
     }
 
     #[test]
