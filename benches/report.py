@@ -181,26 +181,61 @@ def bench_exact(cfg, rng, rows):
                     note=f"max rel. diff {err_np:.1e}",
                 )
             )
-            scaling = []
-            for th in (1, 2):
-                sub = A.subset(np.arange(cfg["N_scaling"]))
-                # Best of 3: a single sub-second run on a shared 2-vCPU VM varies by 15 %.
-                t, _ = timed(
-                    lambda: semot.sliced_wasserstein_cdist(
-                        sub, sub, projections=proj64, n_threads=th
-                    ),
-                    repeat=3,
-                )
-                scaling.append(t)
-            rows.append(
-                dict(
-                    workload=f"thread scaling, exact general cdist {cfg['N_scaling']}^2",
-                    semot_s=scaling[1],
-                    peer="semot with 1 thread",
-                    peer_s=scaling[0],
-                    note="ratio = speed-up from 1 to 2 threads (best of 3 each)",
-                )
+
+
+def bench_scaling(cfg, rng, rows):
+    """Speed-up from 1 to 2 threads on every bulk path, and whether both give the same bits."""
+    n, d, L = 64, 256, 128
+    proj = semot.random_projections(d, L, seed=0)
+    N = cfg["N_scaling"]
+    general = semot.PointClouds.from_padded(*make(N, n, d, rng, uniform=False))
+    Nu = cfg["N_scaling_uniform"]
+    ua = semot.PointClouds.from_padded(*make(Nu, n, d, rng, uniform=True))
+    ub = semot.PointClouds.from_padded(*make(Nu, n, d, rng, uniform=True))
+    Nq = cfg["N_scaling_quantile"]
+    qa = semot.PointClouds.from_padded(*make(Nq, n, d, rng, uniform=False))
+    qb = semot.PointClouds.from_padded(*make(Nq, n, d, rng, uniform=False))
+    Ns = cfg["NS"]
+    sa, _ = make(Ns, n, d, rng, True)
+    sb, _ = make(Ns, n, d, rng, True)
+    cost = ((sa[0][:, None, :].astype(np.float64) - sb[0][None]) ** 2).sum(-1)
+    reg = 0.05 * float(np.median(cost))
+    paths = [
+        (
+            f"exact general cdist(A, A) {N}^2",
+            lambda th: semot.sliced_wasserstein_cdist(
+                general, general, projections=proj, n_threads=th
+            ),
+        ),
+        (
+            f"exact all-uniform cdist {Nu}^2 (matrix product)",
+            lambda th: semot.sliced_wasserstein_cdist(ua, ub, projections=proj, n_threads=th),
+        ),
+        (
+            f"quantile cdist {Nq}^2, Q=32, general weights",
+            lambda th: semot.sliced_wasserstein_cdist(
+                qa, qb, projections=proj, method="quantile", n_quantiles=32, n_threads=th
+            ),
+        ),
+        (
+            f"Sinkhorn cdist {Ns}^2, reg = 5% of the median cost",
+            lambda th: semot.sinkhorn_cdist(sa, sb, reg=reg, n_threads=th),
+        ),
+    ]
+    for label, run in paths:
+        # Best of 3: a single sub-second run on a shared 2-vCPU VM varies by 15 %.
+        t1, d1 = timed(lambda: run(1), repeat=3)
+        t2, d2 = timed(lambda: run(2), repeat=3)
+        rows.append(
+            dict(
+                workload=f"thread scaling, {label}",
+                semot_s=t2,
+                peer="semot with 1 thread",
+                peer_s=t1,
+                note="ratio = speed-up from 1 to 2 threads (best of 3 each); same bits: "
+                + ("yes" if np.array_equal(d1, d2) else "NO"),
             )
+        )
 
 
 def bench_mixed(cfg, rng, rows):
@@ -438,13 +473,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
-    ap.add_argument("--only", choices=["exact", "mixed", "quantile", "sinkhorn"], action="append")
+    ap.add_argument(
+        "--only", choices=["exact", "mixed", "quantile", "sinkhorn", "scaling"], action="append"
+    )
     args = ap.parse_args()
     cfg = (
         dict(
             N=64,
             pot_pairs=20,
             N_scaling=64,
+            N_scaling_uniform=64,
+            N_scaling_quantile=128,
             NQ=256,
             NQ_numpy=128,
             NS=8,
@@ -456,6 +495,8 @@ def main() -> None:
             N=1024,
             pot_pairs=200,
             N_scaling=256,
+            N_scaling_uniform=1024,
+            N_scaling_quantile=4096,
             NQ=16384,
             NQ_numpy=2048,
             NS=128,
@@ -465,7 +506,7 @@ def main() -> None:
     )
     rng = np.random.default_rng(0)
     rows: list[dict] = []
-    todo = args.only or ["exact", "mixed", "quantile", "sinkhorn"]
+    todo = args.only or ["exact", "mixed", "quantile", "sinkhorn", "scaling"]
     if "exact" in todo:
         bench_exact(cfg, rng, rows)
     if "mixed" in todo:
@@ -474,6 +515,8 @@ def main() -> None:
         bench_quantile(cfg, rng, rows)
     if "sinkhorn" in todo:
         bench_sinkhorn(cfg, rng, rows)
+    if "scaling" in todo:
+        bench_scaling(cfg, rng, rows)
     cpu = platform.processor() or platform.machine()
     machine = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\nsemot {semot.__version__}; {machine}; threads: 2\n")

@@ -6,6 +6,10 @@
 
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::parallel::Executor;
+
+/// Clouds checked per chunk by [`CloudsView::checked`]: a few milliseconds of points at most.
+const CLOUDS_PER_CHUNK: usize = 64;
 
 /// A borrowed, validated set of weighted point clouds.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +35,22 @@ impl<'a, T: Real> CloudsView<'a, T> {
         dim: usize,
         weights: &'a [T],
         offsets: &'a [i64],
+    ) -> Result<Self> {
+        Self::checked(name, points, dim, weights, offsets, &Executor::sequential())
+    }
+
+    /// [`CloudsView::new`], checking the clouds' values on `exec`'s threads (the same checks
+    /// and, when several clouds are bad, the same error: the first bad cloud's).
+    ///
+    /// # Errors
+    /// As [`CloudsView::new`], or an interrupt.
+    pub fn checked(
+        name: &str,
+        points: &'a [T],
+        dim: usize,
+        weights: &'a [T],
+        offsets: &'a [i64],
+        exec: &Executor<'_>,
     ) -> Result<Self> {
         if dim == 0 {
             return Err(Error::arg(
@@ -92,9 +112,13 @@ impl<'a, T: Real> CloudsView<'a, T> {
             offsets,
             dim,
         };
-        for c in 0..view.len() {
-            view.check_cloud(name, c)?;
-        }
+        let mut checks: Vec<Result<()>> = (0..view.len()).map(|_| Ok(())).collect();
+        exec.fill(&mut checks, CLOUDS_PER_CHUNK, |start, slots| {
+            for (k, slot) in slots.iter_mut().enumerate() {
+                *slot = view.check_cloud(name, start + k);
+            }
+        })?;
+        checks.into_iter().find(Result::is_err).unwrap_or(Ok(()))?;
         Ok(view)
     }
 
@@ -231,6 +255,43 @@ pub(crate) fn check_same_dim<T: Real>(a: &CloudsView<'_, T>, b: &CloudsView<'_, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checks on several threads report what the sequential ones do: the first bad cloud,
+    /// wherever the chunks split (bad clouds in different chunks, and in the same one).
+    #[test]
+    fn checks_on_threads_report_the_first_bad_cloud() {
+        let n_clouds = 500;
+        let pts: Vec<f64> = (0..n_clouds).map(|c| c as f64).collect();
+        let offsets: Vec<i64> = (0..=n_clouds as i64).collect();
+        let ex = Executor::new(Some(3)).unwrap();
+        for bad in [
+            vec![],
+            vec![7],
+            vec![130, 70],
+            vec![499, 64, 65],
+            vec![0, 1, 2],
+        ] {
+            let mut w = vec![1.0f64; n_clouds];
+            let mut p = pts.clone();
+            for (k, &c) in bad.iter().enumerate() {
+                if k % 2 == 0 {
+                    w[c] = -1.0;
+                } else {
+                    p[c] = f64::NAN;
+                }
+            }
+            let one = CloudsView::new("A", &p, 1, &w, &offsets).map(|_| ());
+            let many = CloudsView::checked("A", &p, 1, &w, &offsets, &ex).map(|_| ());
+            assert_eq!(one, many, "bad clouds {bad:?}");
+            match bad.iter().min() {
+                None => assert!(many.is_ok()),
+                Some(&first) => assert!(
+                    matches!(many, Err(Error::InvalidCloud { cloud, .. }) if cloud == first),
+                    "{many:?}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn rejects_bad_structure() {

@@ -132,16 +132,17 @@ impl<T: Real + numpy::Element> Csr<'_, T> {
         self.offsets.len().saturating_sub(1)
     }
 
-    /// A validated view of the clouds; `name` is used in error messages.
-    pub(crate) fn view(&self, name: &str) -> PyResult<CloudsView<'_, T>> {
+    /// A validated view of the clouds; `name` is used in error messages. The values are
+    /// checked with the GIL released, on `n_threads` threads (a pass over every point).
+    pub(crate) fn view(&self, name: &str, n_threads: Option<usize>) -> PyResult<CloudsView<'_, T>> {
         let dim = self.points.shape()[1];
-        CloudsView::new(
-            name,
-            contiguous(&self.points, name)?,
-            dim,
-            contiguous1(&self.weights, &format!("{name}.weights"))?,
-            contiguous1(&self.offsets, &format!("{name}.offsets"))?,
-        )
+        let points = contiguous(&self.points, name)?;
+        let weights = contiguous1(&self.weights, &format!("{name}.weights"))?;
+        let offsets = contiguous1(&self.offsets, &format!("{name}.offsets"))?;
+        let exec = Executor::new(n_threads).map_err(to_pyerr)?;
+        detach_guarded(self.points.py(), || {
+            CloudsView::checked(name, points, dim, weights, offsets, &exec)
+        })
         .map_err(to_pyerr)
     }
 }

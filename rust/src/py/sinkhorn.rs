@@ -70,7 +70,7 @@ pub(crate) fn sinkhorn_cdist<'py>(
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
     with_dtype!((a, b), |T| {
-        let (va, vb) = (a.view("A")?, b.view("B")?);
+        let (va, vb) = (a.view("A", n_threads)?, b.view("B", n_threads)?);
         let shape = (va.len(), vb.len());
         let res = detached(py, n_threads, |ex| {
             sinkhorn::sinkhorn_cdist(&va, &vb, &prm, ex)
@@ -97,7 +97,7 @@ pub(crate) fn sinkhorn_pdist<'py>(
     let prm = params(reg, p, max_iter, tol, debiased)?;
     let a = csr("A", points_a, weights_a, offsets_a)?;
     with_dtype!((a), |T| {
-        let va = a.view("A")?;
+        let va = a.view("A", n_threads)?;
         let res = detached(py, n_threads, |ex| sinkhorn::sinkhorn_pdist(&va, &prm, ex))?;
         Ok(out1(py, res))
     })
@@ -127,7 +127,7 @@ pub(crate) fn sinkhorn_pairs<'py>(
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
     with_dtype!((a, b), |T| {
-        let (va, vb) = (a.view("A")?, b.view("B")?);
+        let (va, vb) = (a.view("A", n_threads)?, b.view("B", n_threads)?);
         let res = detached(py, n_threads, |ex| {
             sinkhorn::sinkhorn_pairs(&va, &vb, idx, &prm, ex)
         })?;

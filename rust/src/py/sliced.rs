@@ -94,7 +94,11 @@ fn cdist_impl<T: Real + numpy::Element>(
     p: f64,
     n_threads: Option<usize>,
 ) -> PyResult<Vec<f64>> {
-    let (va, vb, pr) = (a.view("A")?, b.view("B")?, projections(proj)?);
+    let (va, vb, pr) = (
+        a.view("A", n_threads)?,
+        b.view("B", n_threads)?,
+        projections(proj)?,
+    );
     detached(py, n_threads, |ex| sliced::cdist(&va, &vb, &pr, p, ex))
 }
 
@@ -145,7 +149,7 @@ pub(crate) fn sw_gemm_pairs<'py>(
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let b = csr("B", points_b, weights_b, offsets_b)?;
     with_dtype!((a, b), |T| {
-        let (va, vb) = (a.view("A")?, b.view("B")?);
+        let (va, vb) = (a.view("A", None)?, b.view("B", None)?);
         wasserstein1d::check_p(p).map_err(to_pyerr)?;
         Ok(sliced::Route::of(&va, &vb, p).map_or(0, |r| r.pairs()))
     })
@@ -165,7 +169,7 @@ pub(crate) fn sw_pdist<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let out = dispatch!((a), projections, |T, pr| {
-        let (va, pr) = (a.view("A")?, self::projections(&pr)?);
+        let (va, pr) = (a.view("A", n_threads)?, self::projections(&pr)?);
         detached(py, n_threads, |ex| sliced::pdist(&va, &pr, p, ex))
     })?;
     Ok(out.into_pyarray(py))
@@ -191,7 +195,11 @@ pub(crate) fn sw_pairs<'py>(
     let b = csr("B", points_b, weights_b, offsets_b)?;
     let idx = index_pairs(&pairs, "pairs")?;
     let out = dispatch!((a, b), projections, |T, pr| {
-        let (va, vb, pr) = (a.view("A")?, b.view("B")?, self::projections(&pr)?);
+        let (va, vb, pr) = (
+            a.view("A", n_threads)?,
+            b.view("B", n_threads)?,
+            self::projections(&pr)?,
+        );
         detached(py, n_threads, |ex| sliced::pairs(&va, &vb, idx, &pr, p, ex))
     })?;
     Ok(out.into_pyarray(py))
@@ -212,7 +220,7 @@ pub(crate) fn quantile_embedding<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let a = csr("A", points_a, weights_a, offsets_a)?;
     dispatch!((a), projections, |T, pr| {
-        let (va, pr) = (a.view("A")?, self::projections(&pr)?);
+        let (va, pr) = (a.view("A", n_threads)?, self::projections(&pr)?);
         let width = pr.len() * n_quantiles;
         let e = detached(py, n_threads, |ex| {
             quantile::embedding(&va, "A", &pr, n_quantiles, p, ex)
@@ -242,7 +250,11 @@ pub(crate) fn quantile_cdist<'py>(
     let b = csr("B", points_b, weights_b, offsets_b)?;
     let (na, nb) = (a_len(&a), a_len(&b));
     let out = dispatch!((a, b), projections, |T, pr| {
-        let (va, vb, pr) = (a.view("A")?, b.view("B")?, self::projections(&pr)?);
+        let (va, vb, pr) = (
+            a.view("A", n_threads)?,
+            b.view("B", n_threads)?,
+            self::projections(&pr)?,
+        );
         let ea = quantile::Embedder::new(&va, "A", &pr, n_quantiles, p).map_err(to_pyerr)?;
         let eb = quantile::Embedder::new(&vb, "B", &pr, n_quantiles, p).map_err(to_pyerr)?;
         detached(py, n_threads, |ex| {
@@ -267,7 +279,7 @@ pub(crate) fn quantile_pdist<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let a = csr("A", points_a, weights_a, offsets_a)?;
     let out = dispatch!((a), projections, |T, pr| {
-        let (va, pr) = (a.view("A")?, self::projections(&pr)?);
+        let (va, pr) = (a.view("A", n_threads)?, self::projections(&pr)?);
         detached(py, n_threads, |ex| {
             let e = quantile::embedding(&va, "A", &pr, n_quantiles, p, ex)?;
             quantile::minkowski_pdist(e, pr.len() * n_quantiles, p, ex)
