@@ -18,8 +18,8 @@
 //!   index arrays.
 //! * [`linkage`]: union-find, connected components and single-linkage merge trees.
 //! * [`parallel`]: the thread-pool and chunked driver shared by every bulk kernel.
-//! * [`simd`]: the AVX2 and NEON merge kernels of [`sliced`] and the AVX2 build of
-//!   [`sorting`]'s network, the crate's only `unsafe` code.
+//! * [`simd`]: the AVX-512, AVX2 and NEON merge kernels of [`sliced`], the crate's only
+//!   `unsafe` code.
 
 #[forbid(unsafe_code)]
 pub mod clouds;

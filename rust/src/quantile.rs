@@ -27,7 +27,6 @@ use crate::float::Real;
 use crate::pairs::{condensed_len, condensed_rows};
 use crate::parallel::Executor;
 use crate::projections::Projections;
-use crate::simd;
 use crate::sorting;
 use crate::wasserstein1d::check_p;
 
@@ -191,7 +190,7 @@ impl<'a, T: Real> Embedder<'a, T> {
             if network.0 != n {
                 *network = (n, sorting::batcher(n));
             }
-            simd::sort_columns(by_point, n_dirs, &network.1);
+            sorting::sort_columns(by_point, n_dirs, &network.1);
         }
         let column = |l: usize| by_point.iter().skip(l).step_by(n_dirs).copied();
         let mut gap = 0.0f64;

@@ -42,6 +42,12 @@ pub fn batcher(n: usize) -> Vec<(u32, u32)> {
 /// Sorts every column of the row-major `(data.len() / lanes, lanes)` matrix `data` in
 /// increasing order with the comparators `network` (from [`batcher`] for that many rows).
 /// Values must not be NaN; `-0.0` and `0.0` may come out in either order.
+///
+/// This portable build (SSE2 `minps` / `maxps` on x86_64) is the fastest measured: compiled
+/// with AVX2 enabled, LLVM turned the conditional stores into masked stores (`vmaskmovps`)
+/// and the sort ran 2.6× slower on AMD Zen 4 (2048 clouds of 64 × 128: 0.076 s against 0.029 s);
+/// AVX2 intrinsics (`vminps` / `vmaxps`) and tiling the columns to stay in L1 were no faster
+/// than this.
 #[inline(always)]
 pub fn sort_columns<T: Real>(data: &mut [T], lanes: usize, network: &[(u32, u32)]) {
     for &(i, j) in network {
@@ -93,24 +99,6 @@ mod tests {
     }
 
     proptest! {
-        /// The AVX2 build ([`crate::simd::sort_columns`]) against this portable one: the same
-        /// bits, `-0.0` and `0.0` included.
-        #[test]
-        fn simd_build_has_the_portable_bits(
-            n in 1usize..=80,
-            lanes in 1usize..40,
-            values in prop::collection::vec(
-                prop::sample::select(vec![-1.5f32, -0.0, 0.0, 0.25, 2.0, 1e-30, -3e8]), 1..4000),
-        ) {
-            let mut a: Vec<f32> = (0..n * lanes).map(|k| values[k % values.len()]).collect();
-            let mut b = a.clone();
-            let net = batcher(n);
-            sort_columns(&mut a, lanes, &net);
-            crate::simd::sort_columns(&mut b, lanes, &net);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&a), bits(&b));
-        }
-
         /// Against `sort_unstable_by(total_cmp)`, column by column: values on a coarse grid
         /// (many ties), any length up to the network limit.
         #[test]
