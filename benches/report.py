@@ -68,8 +68,9 @@ def per_pair(fn, pairs):
 
 def merge_time_with(A, B, proj, threads, D, simd="off"):
     """Seconds of the same cdist with another merge kernel (``SEMOT_SIMD=off``: the scalar
-    merge; ``avx2``: the AVX2 kernel), and whether it gives the same bits as ``D``.
-    ``SEMOT_SIMD`` is read once per process, hence the subprocess."""
+    merge; ``avx2`` / ``avx512``: that kernel), and whether it gives the same bits as ``D``;
+    ``None`` where this CPU lacks the kernel. ``SEMOT_SIMD`` is read once per process, hence
+    the subprocess."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,16 +141,15 @@ def bench_exact(cfg, rng, rows):
             )
         )
         if not uniform:
-            # The scalar merge, and the other x86 kernel where the CPU has both.
+            # The scalar merge, and on x86 the other kernel (skipped where the CPU lacks it).
             others = [("off", "semot's scalar merge (SEMOT_SIMD=off, a subprocess)")]
-            for simd, name in (("avx2", "AVX2"), ("avx512", "AVX-512")):
-                if (
-                    semot._core.SIMD_KERNEL in ("avx2", "avx512")
-                    and semot._core.SIMD_KERNEL != simd
-                ):
-                    others.append(
-                        (simd, f"semot's {name} kernel (SEMOT_SIMD={simd}, a subprocess)")
-                    )
+            x86 = {"avx2": "AVX2", "avx512": "AVX-512"}
+            if semot._core.SIMD_KERNEL in x86:
+                others += [
+                    (simd, f"semot's {name} kernel (SEMOT_SIMD={simd}, a subprocess)")
+                    for simd, name in x86.items()
+                    if simd != semot._core.SIMD_KERNEL
+                ]
             for simd, peer in others:
                 timing = merge_time_with(A, B, proj64, threads, D, simd)
                 if timing is None:

@@ -8,9 +8,6 @@ use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::parallel::Executor;
 
-/// Clouds checked per chunk by [`CloudsView::checked`]: a few milliseconds of points at most.
-const CLOUDS_PER_CHUNK: usize = 64;
-
 /// A borrowed, validated set of weighted point clouds.
 #[derive(Debug, Clone, Copy)]
 pub struct CloudsView<'a, T> {
@@ -112,13 +109,11 @@ impl<'a, T: Real> CloudsView<'a, T> {
             offsets,
             dim,
         };
-        let mut checks: Vec<Result<()>> = (0..view.len()).map(|_| Ok(())).collect();
-        exec.fill(&mut checks, CLOUDS_PER_CHUNK, |start, slots| {
-            for (k, slot) in slots.iter_mut().enumerate() {
-                *slot = view.check_cloud(name, start + k);
-            }
-        })?;
-        checks.into_iter().find(Result::is_err).unwrap_or(Ok(()))?;
+        // Every cloud's check, in cloud order: the first error is the sequential one's.
+        exec.map(view.len(), |c| view.check_cloud(name, c))?
+            .into_iter()
+            .find(Result::is_err)
+            .unwrap_or(Ok(()))?;
         Ok(view)
     }
 
