@@ -594,8 +594,12 @@ fn routed_cdist<T: Real>(
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
     let (na, nb) = (a.len(), b.len());
-    let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?.with_gaps();
-    let eb = quantile::Embedder::new(b, "B", proj, route.n, 2.0)?.with_gaps();
+    let ea = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?
+        .with_gaps()
+        .by_level();
+    let eb = quantile::Embedder::new(b, "B", proj, route.n, 2.0)?
+        .with_gaps()
+        .by_level();
     let (e, gaps) = eb.all_with_gaps(exec)?;
     let cols = quantile::GramColumns::with_gaps(e, gaps, eb.width());
     if route.is_total() {
@@ -632,7 +636,7 @@ fn routed_cdist<T: Real>(
         exec,
         |i0, rows| {
             let idx: Vec<usize> = (i0..i0 + rows.len() / nb).collect();
-            cols.distances(&ea, &idx, |k, j, d| rows[k * nb + j] = d);
+            cols.distances(&ea, &idx, rows);
         },
         |i, j| !in_rows[i] && !in_cols[j],
         |i, j| s.distance(pos_a[i], &s, pos_b[j], P2),
@@ -726,7 +730,9 @@ pub fn pdist<T: Real>(
         let sa = Sorted::new(a, "A", proj, exec)?;
         return with_cost!(T, p, |cost| merged_pdist(&sa, cost, exec));
     };
-    let embedder = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?.with_gaps();
+    let embedder = quantile::Embedder::new(a, "A", proj, route.n, 2.0)?
+        .with_gaps()
+        .by_level();
     let (e, gaps) = embedder.all_with_gaps(exec)?;
     let mut out = quantile::euclidean_pdist(e, embedder.width(), &gaps, exec)?;
     // The pairs of two unrouted clouds, merged over the products.

@@ -255,8 +255,13 @@ pub(crate) fn quantile_cdist<'py>(
             b.view("B", n_threads)?,
             self::projections(&pr)?,
         );
-        let ea = quantile::Embedder::new(&va, "A", &pr, n_quantiles, p).map_err(to_pyerr)?;
-        let eb = quantile::Embedder::new(&vb, "B", &pr, n_quantiles, p).map_err(to_pyerr)?;
+        // Level-major embeddings: the distances are the same, without transposes.
+        let ea = quantile::Embedder::new(&va, "A", &pr, n_quantiles, p)
+            .map_err(to_pyerr)?
+            .by_level();
+        let eb = quantile::Embedder::new(&vb, "B", &pr, n_quantiles, p)
+            .map_err(to_pyerr)?
+            .by_level();
         detached(py, n_threads, |ex| {
             quantile::minkowski_cdist(&ea, &eb, p, ex)
         })
@@ -281,8 +286,8 @@ pub(crate) fn quantile_pdist<'py>(
     let out = dispatch!((a), projections, |T, pr| {
         let (va, pr) = (a.view("A", n_threads)?, self::projections(&pr)?);
         detached(py, n_threads, |ex| {
-            let e = quantile::embedding(&va, "A", &pr, n_quantiles, p, ex)?;
-            quantile::minkowski_pdist(e, pr.len() * n_quantiles, p, ex)
+            let embedder = quantile::Embedder::new(&va, "A", &pr, n_quantiles, p)?.by_level();
+            quantile::minkowski_pdist(embedder.all(ex)?, embedder.width(), p, ex)
         })
     })?;
     Ok(out.into_pyarray(py))
