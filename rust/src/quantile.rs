@@ -472,18 +472,54 @@ fn probe<T>(len: usize, name: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The mean row of `m` (`width` columns), accumulated in `f64`.
-fn mean_row<T: Real>(m: &[T], width: usize) -> Vec<T> {
-    let mut mean = vec![0.0f64; width];
+/// Rows per chunk of [`centre`]'s parallel passes. Fixed, so that the mean's rounding does not
+/// depend on the thread count.
+const CENTRE_ROWS: usize = 256;
+
+/// Centres the rows of `m` (`width` columns) on their mean row, in place, on the threads of
+/// `exec`; returns that mean and the squared norms of the centred rows. The mean is summed in
+/// `f64`, chunk by chunk of [`CENTRE_ROWS`] rows, then over the chunks in order.
+///
+/// # Errors
+/// An interrupt.
+fn centre<T: Real>(m: &mut [T], width: usize, exec: &Executor<'_>) -> Result<(Vec<T>, Vec<f64>)> {
+    if width == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let rows = m.len() / width;
-    for r in m.chunks_exact(width) {
-        for (s, &v) in mean.iter_mut().zip(r) {
-            *s += v.to_f64();
+    let chunk = CENTRE_ROWS * width;
+    let shared: &[T] = m;
+    let partial = exec.map(rows.div_ceil(CENTRE_ROWS), |c| {
+        let mut sum = vec![0.0f64; width];
+        for r in shared[c * chunk..shared.len().min((c + 1) * chunk)].chunks_exact(width) {
+            for (s, &v) in sum.iter_mut().zip(r) {
+                *s += v.to_f64();
+            }
+        }
+        sum
+    })?;
+    let mut sum = vec![0.0f64; width];
+    for p in &partial {
+        for (s, &v) in sum.iter_mut().zip(p) {
+            *s += v;
         }
     }
-    mean.iter()
+    let mean: Vec<T> = sum
+        .iter()
         .map(|s| T::from_f64(s / rows.max(1) as f64))
-        .collect()
+        .collect();
+    let mut norms = vec![0.0f64; rows];
+    let items: Vec<_> = m
+        .chunks_mut(chunk)
+        .zip(norms.chunks_mut(CENTRE_ROWS))
+        .collect();
+    exec.each(items, |_, (block, norms)| {
+        subtract(block, &mean);
+        for (n, r) in norms.iter_mut().zip(block.chunks_exact(width)) {
+            *n = sq_norm(r);
+        }
+    })?;
+    Ok((mean, norms))
 }
 
 /// Subtracts `centre` from every row. Distances do not change; cancellation in the matrix
@@ -596,26 +632,36 @@ pub struct GramColumns<T> {
 }
 
 impl<T: Real> GramColumns<T> {
-    /// Takes the embeddings `e` (row-major, `width` columns) and centres them in place.
-    pub fn new(e: Vec<T>, width: usize) -> Self {
+    /// Takes the embeddings `e` (row-major, `width` columns) and centres them in place, on
+    /// the threads of `exec`.
+    ///
+    /// # Errors
+    /// An interrupt.
+    pub fn new(e: Vec<T>, width: usize, exec: &Executor<'_>) -> Result<Self> {
         let rows = e.len() / width.max(1);
-        Self::with_gaps(e, vec![0.0; rows], width)
+        Self::with_gaps(e, vec![0.0; rows], width, exec)
     }
 
     /// [`GramColumns::new`], with the clouds' Jensen gaps: a distance is then
     /// `sqrt(‖e_a − e_b‖² + J_a + J_b)`, [`Embedder::with_gaps`] giving the rows' `J_a`.
-    pub fn with_gaps(mut e: Vec<T>, gaps: Vec<f64>, width: usize) -> Self {
-        let centre = mean_row(&e, width);
-        subtract(&mut e, &centre);
-        let norms = sq_norms(&e, width);
+    ///
+    /// # Errors
+    /// An interrupt.
+    pub fn with_gaps(
+        mut e: Vec<T>,
+        gaps: Vec<f64>,
+        width: usize,
+        exec: &Executor<'_>,
+    ) -> Result<Self> {
+        let (centre, norms) = centre(&mut e, width, exec)?;
         debug_assert_eq!(gaps.len(), norms.len());
-        Self {
+        Ok(Self {
             e,
             centre,
             norms,
             gaps,
             width,
-        }
+        })
     }
 
     /// Number of columns (embedded clouds).
@@ -780,8 +826,7 @@ pub fn euclidean_pdist<T: Real>(
     gaps: &[f64],
     exec: &Executor<'_>,
 ) -> Result<Vec<f64>> {
-    let centre = mean_row(&e, width);
-    subtract(&mut e, &centre);
+    let (_, norms) = centre(&mut e, width, exec)?;
     let n = e.len() / width;
     let no_gaps;
     let gaps = if gaps.is_empty() {
@@ -790,7 +835,6 @@ pub fn euclidean_pdist<T: Real>(
     } else {
         gaps
     };
-    let norms = sq_norms(&e, width);
     let total = condensed_len(n);
     let mut out = try_vec(total, 0.0f64, "A", &format!("{total} distances"))?;
     let block = GEMM_ROWS.min(n.max(1)) * n;
@@ -889,7 +933,7 @@ pub fn minkowski_cdist<T: Real>(
     check_p(p)?;
     let eb = b.all(exec)?;
     if p == 2.0 {
-        return euclidean_cdist(a, &GramColumns::new(eb, a.width()), exec);
+        return euclidean_cdist(a, &GramColumns::new(eb, a.width(), exec)?, exec);
     }
     let ea = a.all(exec)?;
     let width = a.width();
@@ -1100,6 +1144,46 @@ mod tests {
         );
     }
 
+    /// [`centre`] against a plain mean, and the same bits for any thread count: sizes around
+    /// the chunk of [`CENTRE_ROWS`] rows.
+    #[test]
+    fn centring_is_the_mean_for_any_thread_count() {
+        let width = 3;
+        for rows in [0, 1, CENTRE_ROWS - 1, CENTRE_ROWS, 3 * CENTRE_ROWS + 5] {
+            let m: Vec<f32> = (0..rows * width)
+                .map(|k| ((k * 37) % 101) as f32 * 0.37 - 9.0)
+                .collect();
+            let runs: Vec<(Vec<f32>, Vec<f32>, Vec<f64>)> = [1, 2, 3]
+                .iter()
+                .map(|&t| {
+                    let mut c = m.clone();
+                    let (mean, norms) =
+                        centre(&mut c, width, &Executor::new(Some(t)).unwrap()).unwrap();
+                    (c, mean, norms)
+                })
+                .collect();
+            for run in &runs[1..] {
+                assert_eq!(run, &runs[0], "rows = {rows}");
+            }
+            let (c, mean, norms) = &runs[0];
+            for (col, &got) in mean.iter().enumerate() {
+                let want = (0..rows)
+                    .map(|r| f64::from(m[r * width + col]))
+                    .sum::<f64>()
+                    / rows.max(1) as f64;
+                assert!((f64::from(got) - want).abs() <= 1e-6 * (1.0 + want.abs()));
+            }
+            for (r, &n) in norms.iter().enumerate() {
+                let row = &c[r * width..(r + 1) * width];
+                let want: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                assert!((n - want).abs() <= 1e-12 * (1.0 + want));
+                for (col, &v) in row.iter().enumerate() {
+                    assert_eq!(v, m[r * width + col] - mean[col]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn gram_path_matches_direct() {
         let width = 7;
@@ -1110,13 +1194,11 @@ mod tests {
             .map(|k| ((k * 17) % 13) as f64 + 100.0)
             .collect();
         let ex = Executor::new(Some(2)).unwrap();
-        let mut ea_c = ea.clone();
-        let centre = mean_row(&eb, width);
-        subtract(&mut ea_c, &centre);
         let mut eb_c = eb.clone();
-        subtract(&mut eb_c, &centre);
+        let (mean, nb) = centre(&mut eb_c, width, &ex).unwrap();
+        let mut ea_c = ea.clone();
+        subtract(&mut ea_c, &mean);
         let na: Vec<f64> = sq_norms(&ea_c, width);
-        let nb: Vec<f64> = sq_norms(&eb_c, width);
         let mut g = vec![0.0; 300 * 5];
         f64::gemm_nt(&eb_c, &ea_c, &mut g, 300, 5, width);
         let gaps = vec![0.0; 300];

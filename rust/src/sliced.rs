@@ -601,7 +601,7 @@ fn routed_cdist<T: Real>(
         .with_gaps()
         .by_level();
     let (e, gaps) = eb.all_with_gaps(exec)?;
-    let cols = quantile::GramColumns::with_gaps(e, gaps, eb.width());
+    let cols = quantile::GramColumns::with_gaps(e, gaps, eb.width(), exec)?;
     if route.is_total() {
         return quantile::euclidean_cdist(&ea, &cols, exec);
     }
