@@ -40,8 +40,9 @@ const RUN_POINTS: usize = 4096;
 /// multiples of it, so that every block, hence every rounding, is the one of a
 /// single-process call.
 pub const GEMM_ROWS: usize = 128;
-/// Columns of a transposed product block read per pass over its rows: a tile of `(tile, r)`
-/// entries stays in cache while the output is written row by row.
+/// Width of the tiles of the two transposes: the columns of a transposed product block read per
+/// pass over its rows (a tile of `(tile, r)` entries stays in cache while the output is
+/// written row by row), and the directions per pass of [`transpose_scaled`].
 const TRANSPOSE_TILE: usize = 32;
 
 /// Computes quantile embeddings of the clouds of one set, on demand.
