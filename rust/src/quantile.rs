@@ -997,33 +997,47 @@ mod tests {
     use crate::wasserstein1d::wasserstein_1d_pow;
     use proptest::prelude::*;
 
-    /// Embeddings and gaps of clouds of the sizes `sizes` in dimension 3, 5 directions,
-    /// `n_quantiles` levels, direction-major and level-major; `uniform` false gives every cloud
-    /// unequal weights.
-    fn both_layouts(
-        sizes: &[usize],
-        uniform: bool,
-        n_quantiles: usize,
-        seed: u64,
-    ) -> [(Vec<f64>, Vec<f64>); 2] {
-        let (dim, n_dirs) = (3, 5);
+    /// Dimension and number of directions of [`Fixture`].
+    const DIM: usize = 3;
+    const DIRS: usize = 5;
+
+    /// Clouds of the sizes `sizes` in dimension [`DIM`], values on a coarse grid (ties within
+    /// and across directions), weights all one or all unequal, and [`DIRS`] random directions.
+    struct Fixture {
+        points: Vec<f64>,
+        weights: Vec<f64>,
+        offsets: Vec<i64>,
+        dirs: Vec<f64>,
+    }
+
+    fn fixture(sizes: &[usize], uniform: bool, seed: u64) -> Fixture {
         let total: usize = sizes.iter().sum();
         let mut rng = crate::projections::Xoshiro256pp::new(seed);
         let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        // Values on a coarse grid: ties within and across directions.
-        let points: Vec<f64> = (0..total * dim)
+        let points = (0..total * DIM)
             .map(|_| (unit() * 8.0).floor() - 4.0)
             .collect();
-        let weights: Vec<f64> = (0..total)
+        let weights = (0..total)
             .map(|_| if uniform { 1.0 } else { 0.25 + unit() })
             .collect();
         let mut offsets = vec![0i64];
         for &n in sizes {
             offsets.push(offsets.last().copied().unwrap_or(0) + n as i64);
         }
-        let clouds = CloudsView::new("A", &points, dim, &weights, &offsets).unwrap();
-        let dirs = crate::projections::random_directions(dim, n_dirs, seed).unwrap();
-        let proj = Projections::new(&dirs, dim, n_dirs).unwrap();
+        let dirs = crate::projections::random_directions(DIM, DIRS, seed).unwrap();
+        Fixture {
+            points,
+            weights,
+            offsets,
+            dirs,
+        }
+    }
+
+    /// Embeddings and gaps of the clouds of `f` with `n_quantiles` levels, direction-major
+    /// and level-major.
+    fn both_layouts(f: &Fixture, n_quantiles: usize) -> [(Vec<f64>, Vec<f64>); 2] {
+        let clouds = CloudsView::new("A", &f.points, DIM, &f.weights, &f.offsets).unwrap();
+        let proj = Projections::new(&f.dirs, DIM, DIRS).unwrap();
         let ex = Executor::new(Some(2)).unwrap();
         let e = Embedder::new(&clouds, "A", &proj, n_quantiles, 2.0)
             .unwrap()
@@ -1045,8 +1059,8 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let [(by_dir, gaps), (by_level, gaps_level)] =
-                both_layouts(&sizes, uniform, n_quantiles, seed);
-            let (n_dirs, q) = (5, n_quantiles);
+                both_layouts(&fixture(&sizes, uniform, seed), n_quantiles);
+            let (n_dirs, q) = (DIRS, n_quantiles);
             prop_assert_eq!(gaps, gaps_level);
             for (row_d, row_l) in by_dir.chunks_exact(n_dirs * q).zip(by_level.chunks_exact(n_dirs * q)) {
                 for l in 0..n_dirs {
@@ -1067,13 +1081,10 @@ mod tests {
         ) {
             let n = per_bin * n_quantiles;
             prop_assume!(n >= 2);
-            let [(e, gaps), _] = both_layouts(&[n], true, n_quantiles, seed);
+            let f = fixture(&[n], true, seed);
+            let [(e, gaps), _] = both_layouts(&f, n_quantiles);
             // The same cloud, projected and sorted here, binned by bin_averages.
-            let (dim, n_dirs) = (3, 5);
-            let mut rng = crate::projections::Xoshiro256pp::new(seed);
-            let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let points: Vec<f64> = (0..n * dim).map(|_| (unit() * 8.0).floor() - 4.0).collect();
-            let dirs = crate::projections::random_directions(dim, n_dirs, seed).unwrap();
+            let (dim, n_dirs, points, dirs) = (DIM, DIRS, &f.points, &f.dirs);
             let scale = ((n_dirs * n_quantiles) as f64).powf(-0.5);
             let mut want_gap = 0.0;
             for l in 0..n_dirs {
