@@ -480,8 +480,10 @@ mod avx2 {
     // casts to more strictly aligned pointer types are sound.
     #[allow(clippy::cast_ptr_alignment)]
     unsafe fn load8(base: *const [f32; 2], idx: __m256i) -> (__m256, __m256) {
-        let mut at = [0i32; 8];
-        // SAFETY: `at` holds the 8 i32 the store writes.
+        // Unsigned (the indices are below `i32::MAX`): widening them to addresses is then the
+        // free zero-extension of a 32-bit move, not a sign extension per lane.
+        let mut at = [0u32; 8];
+        // SAFETY: `at` holds the 8 lanes of 32 bits the store writes.
         unsafe { _mm256_storeu_si256(at.as_mut_ptr().cast::<__m256i>(), idx) };
         let e = |k: usize| base.wrapping_add(at[k] as usize).cast::<f64>();
         // SAFETY: every `at[k]` is the index of an entry of `base` by the caller's contract,
