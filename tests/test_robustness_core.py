@@ -301,6 +301,16 @@ def test_weighted_merge_path_at_extreme_scales() -> None:
         np.testing.assert_allclose(got, 1e300 * want ** (1 / p), rtol=1e-12)
 
 
+def test_distances_beyond_float64_raise_and_finite_ones_whose_sum_overflows_pass() -> None:
+    with pytest.raises(ValueError, match=r"exceed the range of float64"):
+        semot.sliced_wasserstein_distance([[-1.7e308]], [[1.7e308]], projections=[[1.0]])
+    # Two finite distances of 9e307: their sum overflows, which alone is no error.
+    a = semot.PointClouds.from_padded(np.array([[[0.9e308]], [[-0.9e308]]]))
+    b = semot.PointClouds.from_padded(np.array([[[0.0]]]))
+    got = semot.sliced_wasserstein_cdist(a, b, projections=[[1.0]])
+    np.testing.assert_allclose(got, [[0.9e308], [0.9e308]], rtol=1e-15)
+
+
 def test_wasserstein_1d_extremes() -> None:
     big = [-1.7e308, 1.7e308]
     assert wasserstein_1d(big, big) == 0.0
