@@ -158,15 +158,17 @@ def test_route_is_chosen_by_the_most_common_uniform_size_of_b(rng):
 
 
 def test_bit_identical_for_any_thread_count_and_row_stripe(rng):
-    A = mixed_set(rng, 300, 6, 4, 0.1, np.float32)
+    g = semot._core.GEMM_ROWS
+    A = mixed_set(rng, 2 * g + 44, 6, 4, 0.1, np.float32)
     B = mixed_set(rng, 40, 6, 4, 0.1, np.float32)
     proj = semot.random_projections(4, 16, seed=3).astype(np.float32)
     D1 = semot.sliced_wasserstein_cdist(A, B, projections=proj, n_threads=1)
     for t in (2, 3):
         got = semot.sliced_wasserstein_cdist(A, B, projections=proj, n_threads=t)
         assert np.array_equal(got, D1)
-    # Stripes starting at multiples of 128 rows against all of B (the distributed layout).
-    for r0, r1 in [(0, 128), (128, 300), (128, 256)]:
+    # Stripes starting at multiples of GEMM_ROWS against all of B (the distributed layout),
+    # each with enough pairs to take the matrix product (GEMM_MIN_PAIRS), as the driver's do.
+    for r0, r1 in [(0, g), (g, 2 * g + 44), (g, 2 * g)]:
         part = semot.sliced_wasserstein_cdist(
             A.subset(np.arange(r0, r1)), B, projections=proj, n_threads=2
         )

@@ -73,7 +73,7 @@ def tiles(na: int, nb: int, rows: int, cols: int) -> list[Block]:
 
 
 def stripes(na: int, nb: int, height: int, min_pairs: int) -> list[Block]:
-    """Row stripes spanning all columns, starting at multiples of the kernel's 128-row chunks.
+    """Row stripes spanning all columns, starting at multiples of the kernel's ``GEMM_ROWS``.
 
     A stripe has at least ``min_pairs`` pairs (the last one is merged into the one before if
     it would have fewer), so it takes the same kernel path as the whole call.

@@ -229,7 +229,7 @@ def sliced_wasserstein_cdist(
         Rows and columns per block (default 512). Matrix-product paths (``method="quantile"``,
         or exact with ``p = 2`` when some pairs of uniform, equal-size clouds take it) use row
         stripes over all columns instead, ``block_size`` rows high (default 1024) rounded up
-        to a multiple of 128.
+        to a multiple of the kernel's row blocks (``semot._core.GEMM_ROWS``, 256).
     overwrite : bool
         Replace an existing ``out`` instead of resuming it.
     checkpoint : str or path, optional
