@@ -47,7 +47,7 @@ fn bench_pair(c: &mut Criterion) {
         let pr = Projections::new(&dt.proj, d, l).unwrap();
         let sorted = Sorted::new(&view, "A", &pr, &Executor::sequential()).unwrap();
         let name = if uniform { "uniform" } else { "general" };
-        g.bench_function(name, |b| b.iter(|| sorted.pair_sum(0, &sorted, 1, P2)));
+        g.bench_function(name, |b| b.iter(|| sorted.pair_sum(0, 1, P2)));
     }
     g.finish();
 }

@@ -201,29 +201,22 @@ impl<T: Real> Sorted<T> {
         &self.data[self.base[c]..self.base[c + 1]]
     }
 
-    /// `Σ_l W_p^p` over all directions between cloud `i` of `self` and cloud `j` of `other`.
-    pub fn pair_sum<C: Cost<T>>(&self, i: usize, other: &Self, j: usize, cost: C) -> f64 {
-        if std::ptr::eq(self, other) {
-            let mut total = [0.0];
-            self.pair_sums(&[(i, j)], cost, &mut total);
-            return total[0];
-        }
-        let (n, m) = (self.sizes[i], other.sizes[j]);
-        let (x, y) = (self.block(i), other.block(j));
-        if n == m && self.uniform[i] && other.uniform[j] {
-            aligned_sum(cost, x, y, n, self.n_dirs)
-        } else {
-            merge_dirs(cost, x, n, y, m, 0, self.n_dirs, 0.0)
-        }
+    /// `Σ_l W_p^p` over all directions between clouds `i` and `j` of `self` (one pair of
+    /// [`Sorted::pair_sums`]).
+    pub fn pair_sum<C: Cost<T>>(&self, i: usize, j: usize, cost: C) -> f64 {
+        let mut total = [0.0];
+        self.pair_sums(&[(i, j)], cost, &mut total);
+        total[0]
     }
 
     /// [`Sorted::pair_sum`] of the pairs `(i, j)` of clouds of `self`, written to `out`.
     ///
-    /// The merged pairs go through the directions a group at a time ([`pair_group`]), every
-    /// pair before the next group: the clouds of a tile of pairs then stay in cache across the
-    /// pairs, where one pair's whole blocks (`L (n + 1)` entries each) would push the others
-    /// out. A direction's sum and the order in which the sums are added do not depend on the
-    /// grouping, so each value has the bits of the pair alone.
+    /// The merged pairs go through the directions a group at a time (the SIMD kernel's width:
+    /// 16 directions, 32 for AVX-512), every pair before the next group: the clouds of a tile
+    /// of pairs then stay in cache across the pairs, where one pair's whole blocks
+    /// (`L (n + 1)` entries each) would push the others out. A direction's sum and the order in
+    /// which the sums are added do not depend on the grouping, so each value has the bits of
+    /// the pair alone.
     pub fn pair_sums<C: Cost<T>>(&self, pairs: &[(usize, usize)], cost: C, out: &mut [f64]) {
         assert_eq!(pairs.len(), out.len(), "one output per pair");
         let kernel = simd::kernel();
@@ -241,6 +234,7 @@ impl<T: Real> Sorted<T> {
         let mut done = vec![0usize; pairs.len()];
         out.fill(0.0);
         let group = pair_group(kernel);
+        // Room for the largest group `pair_group` gives.
         let mut sums = [T::zero(); 2 * simd::BLOCK];
         for g0 in (0..blocked).step_by(group) {
             let len = (blocked - g0).min(group);
@@ -273,32 +267,21 @@ impl<T: Real> Sorted<T> {
         }
     }
 
-    /// `SW_p` between cloud `i` of `self` and cloud `j` of `other`.
+    /// `SW_p` of the pairs `(i, j)` of clouds of `self`, written to `out` (see
+    /// [`Sorted::pair_sums`]).
     ///
     /// A sum of `p`-th powers that overflowed, or that is so small that it may have lost
     /// digits to underflow (zero included), is recomputed in the scaled form of
     /// [`Sorted::scaled_distance`].
-    pub fn distance<C: Cost<T>>(&self, i: usize, other: &Self, j: usize, cost: C) -> f64 {
-        self.finish(i, other, j, cost, self.pair_sum(i, other, j, cost))
-    }
-
-    /// [`Sorted::distance`] of the pairs `(i, j)` of clouds of `self`, written to `out` (see
-    /// [`Sorted::pair_sums`]).
     pub fn distances<C: Cost<T>>(&self, pairs: &[(usize, usize)], cost: C, out: &mut [f64]) {
         self.pair_sums(pairs, cost, out);
         for (&(i, j), v) in pairs.iter().zip(out.iter_mut()) {
-            *v = self.finish(i, self, j, cost, *v);
-        }
-    }
-
-    /// `SW_p` from the pair's `Σ_l W_p^p`, or from the scaled form where that sum cannot be
-    /// trusted.
-    fn finish<C: Cost<T>>(&self, i: usize, other: &Self, j: usize, cost: C, sum: f64) -> f64 {
-        let mean = sum / self.n_dirs as f64;
-        if mean.is_finite() && mean >= T::SAFE_MIN {
-            cost.root(mean)
-        } else {
-            self.scaled_distance(i, other, j, cost.p())
+            let mean = *v / self.n_dirs as f64;
+            *v = if mean.is_finite() && mean >= T::SAFE_MIN {
+                cost.root(mean)
+            } else {
+                self.scaled_distance(i, self, j, cost.p())
+            };
         }
     }
 
@@ -1179,12 +1162,12 @@ mod tests {
                 let mut got = [f64::NAN; 4];
                 s.pair_sums(&tile, cost, &mut got);
                 if !(n == m && uniform.0 && uniform.1) {
-                    prop_assert_eq!(s.pair_sum(0, &s, 1, cost).to_bits(), want.to_bits());
+                    prop_assert_eq!(s.pair_sum(0, 1, cost).to_bits(), want.to_bits());
                     prop_assert_eq!(got[0].to_bits(), want.to_bits(), "{} vs {}", got[0], want);
                     prop_assert_eq!(got[2].to_bits(), back.to_bits(), "{} vs {}", got[2], back);
                 }
                 for (k, &(i, j)) in tile.iter().enumerate() {
-                    prop_assert_eq!(got[k].to_bits(), s.pair_sum(i, &s, j, cost).to_bits());
+                    prop_assert_eq!(got[k].to_bits(), s.pair_sum(i, j, cost).to_bits());
                 }
                 // Every kernel of this CPU against the scalar lanes, direction by direction,
                 // on every multiple of the block size (all the vectors-in-flight widths).
