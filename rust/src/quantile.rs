@@ -63,24 +63,22 @@ pub struct Embedder<'a, T> {
 #[derive(Debug)]
 struct Scratch<T> {
     pairs: Vec<(T, T)>,
-    vals: Vec<T>,
+    /// The weights of the projections `(n, L)`, permuted with them by the sort.
+    weights: Vec<T>,
     network: (usize, Vec<(u32, u32)>),
     /// Bin means `(Q, L)` and per-direction Jensen terms of [`Embedder::embed_equal_bins`].
     means: Vec<f64>,
     jensen: Vec<f64>,
-    /// One direction's `Q` averages, before they are spread over a level-major row.
-    levels: Vec<T>,
 }
 
 impl<T> Default for Scratch<T> {
     fn default() -> Self {
         Self {
             pairs: Vec::new(),
-            vals: Vec::new(),
+            weights: Vec::new(),
             network: (0, Vec::new()),
             means: Vec::new(),
             jensen: Vec::new(),
-            levels: Vec::new(),
         }
     }
 }
@@ -200,73 +198,81 @@ impl<'a, T: Real> Embedder<'a, T> {
     /// The embedding of cloud `c`, written to `row` (length [`Embedder::width`]), from its
     /// projections `by_point` (row-major `(n, L)`, sorted in place here); returns its Jensen
     /// gap when [`Embedder::with_gaps`], else zero.
+    ///
+    /// Every direction is sorted at once by a comparator network while the cloud is small
+    /// enough (the weights travel with the values), else direction by direction; the bins are
+    /// then integrated row by row, every direction at once ([`bin_averages`]).
     fn embed(&self, c: usize, by_point: &mut [T], row: &mut [T], scratch: &mut Scratch<T>) -> f64 {
         let q_levels = self.n_quantiles;
         let Scratch {
             pairs,
-            vals,
+            weights,
             network,
             means,
             jensen,
-            levels,
         } = scratch;
         let w = self.clouds.weights(c);
         let n = w.len();
         let n_dirs = self.proj.len();
         let uniform = w.iter().all(|&x| x == w[0]);
-        // Equal weights: sorting the values alone is enough, and every direction at once when
-        // the cloud is small enough for the sorting network; otherwise direction by direction.
-        let by_network = uniform && (2..=sorting::MAX_NETWORK_LEN).contains(&n);
-        if by_network {
+        if !uniform {
+            weights.clear();
+            for &wi in w {
+                weights.extend(std::iter::repeat_n(wi, n_dirs));
+            }
+        }
+        if (2..=sorting::MAX_NETWORK_LEN).contains(&n) {
             if network.0 != n {
                 *network = (n, sorting::batcher(n));
             }
-            sorting::sort_columns(by_point, n_dirs, &network.1);
-            if n.is_multiple_of(q_levels) {
-                return self.embed_equal_bins(by_point, row, means, jensen);
-            }
-        }
-        let column = |l: usize| by_point.iter().skip(l).step_by(n_dirs).copied();
-        let mut gap = 0.0f64;
-        levels.resize(q_levels, T::zero());
-        for l in 0..n_dirs {
-            // Direction l's averages: its slice of a direction-major row, or a buffer spread
-            // over a level-major one at the end of the step.
-            let dst = if self.by_level {
-                &mut levels[..]
-            } else {
-                &mut row[l * q_levels..(l + 1) * q_levels]
-            };
             if uniform {
-                vals.clear();
-                vals.extend(column(l));
-                if !by_network {
-                    vals.sort_unstable_by(T::total_cmp);
-                }
-                if n == q_levels {
-                    // Each bin holds one point: the quantile function is constant on it, and
-                    // the gap is zero.
-                    for (d, &v) in dst.iter_mut().zip(vals.iter()) {
-                        *d = T::from_f64(v.to_f64() * self.scale);
-                    }
-                } else {
-                    pairs.clear();
-                    pairs.extend(vals.iter().map(|&v| (v, T::one())));
-                    gap += bin_averages(pairs, dst, self.scale, self.gaps);
-                }
+                sorting::sort_columns(by_point, n_dirs, &network.1);
             } else {
-                pairs.clear();
-                pairs.extend(column(l).zip(w.iter().copied()));
-                pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
-                gap += bin_averages(pairs, dst, self.scale, self.gaps);
+                sorting::sort_columns_by_key(by_point, weights, n_dirs, &network.1);
             }
-            if self.by_level {
-                for (q, &v) in levels.iter().enumerate() {
-                    row[q * n_dirs + l] = v;
+        } else if n > 1 {
+            for l in 0..n_dirs {
+                pairs.clear();
+                pairs.extend((0..n).map(|i| {
+                    let k = i * n_dirs + l;
+                    (by_point[k], if uniform { T::one() } else { weights[k] })
+                }));
+                pairs.sort_unstable_by(|a: &(T, T), b| a.0.total_cmp(&b.0));
+                for (i, &(v, wi)) in pairs.iter().enumerate() {
+                    by_point[i * n_dirs + l] = v;
+                    if !uniform {
+                        weights[i * n_dirs + l] = wi;
+                    }
                 }
             }
         }
-        gap / self.proj.len() as f64
+        if uniform && n.is_multiple_of(q_levels) {
+            return self.embed_equal_bins(by_point, row, means, jensen);
+        }
+        // Equal weights count as ones, whatever their value.
+        let total = if uniform {
+            n as f64
+        } else {
+            w.iter().map(|x| x.to_f64()).sum()
+        };
+        let weights = (!uniform).then_some(&weights[..]);
+        let gap = bin_averages(
+            by_point, weights, total, n_dirs, q_levels, means, jensen, self.gaps,
+        );
+        self.write_means(means, row);
+        gap
+    }
+
+    /// Writes the bin means `means (Q, L)` (row-major), times the scale, to the embedding
+    /// `row` in this embedder's order.
+    fn write_means(&self, means: &[f64], row: &mut [T]) {
+        if self.by_level {
+            for (e, &m) in row.iter_mut().zip(means.iter()) {
+                *e = T::from_f64(m * self.scale);
+            }
+        } else {
+            transpose_scaled(means, self.proj.len(), self.scale, row);
+        }
     }
 
     /// [`Embedder::embed`] for `n` equally weighted points sorted in every direction
@@ -299,13 +305,7 @@ impl<'a, T: Real> Embedder<'a, T> {
                 }
             }
         }
-        if self.by_level {
-            for (e, &m) in row.iter_mut().zip(means.iter()) {
-                *e = T::from_f64(m * self.scale);
-            }
-        } else {
-            transpose_scaled(means, n_dirs, self.scale, row);
-        }
+        self.write_means(means, row);
         if per_bin == 1 || !self.gaps {
             return 0.0;
         }
@@ -411,61 +411,183 @@ fn transpose_scaled<T: Real>(means: &[f64], n_dirs: usize, scale: f64, row: &mut
     }
 }
 
-/// Averages of the quantile function of the sorted weighted sample `pairs` over `Q` equal
-/// bins of `[0, 1]`, times `scale`, written to `dst` (length `Q`). With `gap`, also returns
-/// `Σ_q ∫_{bin q} (F⁻¹(t) − F̄_q)² dt` (unscaled), the loss of Jensen's inequality on the bins
-/// for `p = 2`, summed from the non-negative within-bin terms (no cancellation); else zero.
-fn bin_averages<T: Real>(pairs: &[(T, T)], dst: &mut [T], scale: f64, gap: bool) -> f64 {
-    let q_levels = dst.len();
-    let total: f64 = pairs.iter().map(|p| p.1.to_f64()).sum();
-    // Integrate relative to a central value to keep the running integral small.
-    let centre = pairs[pairs.len() / 2].0.to_f64();
-    let n = pairs.len();
-    // The cumulative weight after point k (the last point's mass never ends).
-    let end = |k: usize, knot: f64| {
-        if k + 1 == n {
-            f64::INFINITY
-        } else {
-            knot + pairs[k].1.to_f64() / total
-        }
-    };
-    // Φ(t) = ∫₀ᵗ (F⁻¹(s) − centre) ds, piecewise linear with knots at the cumulative weights.
-    let mut k = 0usize;
-    let mut knot = 0.0f64; // cumulative weight before point k
-    let mut phi_knot = 0.0f64; // Φ(knot)
-    let mut phi_prev = 0.0f64; // Φ at the previous bin edge
-    let mut jensen = 0.0f64;
-    for (q, d) in dst.iter_mut().enumerate() {
-        let edge = (q + 1) as f64 / q_levels as f64;
-        let (k_first, knot_first) = (k, knot);
-        // Advance past every point whose mass ends before this edge.
-        loop {
-            let next = end(k, knot);
-            if next > edge {
-                break;
-            }
-            phi_knot += (next - knot) * (pairs[k].0.to_f64() - centre);
-            knot = next;
-            k += 1;
-        }
-        let phi_edge = phi_knot + (edge - knot) * (pairs[k].0.to_f64() - centre);
-        let avg = (phi_edge - phi_prev) * q_levels as f64 + centre;
-        *d = T::from_f64(avg * scale);
-        phi_prev = phi_edge;
-        if gap {
-            // The same pieces again: point j covers [max(its start, bin start), min(its end,
-            // edge)) of this bin.
-            let (mut left, mut kn) = (q as f64 / q_levels as f64, knot_first);
-            for (j, &(x, _)) in pairs.iter().enumerate().take(k + 1).skip(k_first) {
-                let right = if j == k { edge } else { end(j, kn) };
-                let dev = x.to_f64() - avg;
-                jensen += (right - left).max(0.0) * dev * dev;
-                kn = end(j, kn);
-                left = right;
-            }
+/// The averages of the quantile functions of `L` sorted weighted samples over `Q` equal bins
+/// of `[0, 1]`. `sorted` is row-major `(n, L)`, each column sorted;
+/// `weights` the same shape, the weight of each value (`None`: all equal), with `total` their
+/// sum (of one column; `n` when equal). Writes `means (Q, L)`: `means[q·L + l] = Q ∫_{bin q}
+/// F_l⁻¹(t) dt`. With `gap`, returns `(1/L) Σ_l Σ_q ∫_{bin q} (F_l⁻¹(t) − means[q·L + l])² dt`,
+/// the loss of Jensen's inequality on the bins for `p = 2`, summed from non-negative terms
+/// (no cancellation); else zero.
+///
+/// Point `i` of direction `l` holds the stretch `[u, v)` of `[0, Q]` (bin widths 1) after the
+/// mass of the points before it; the last point ends at `Q`, whatever the rounding of the
+/// cumulative sums. Values enter relative to each direction's middle value, which keeps the
+/// sums of a bin small. The walk is [`for_each_piece`]; the gap needs the means, so a second
+/// walk.
+#[allow(clippy::too_many_arguments)]
+fn bin_averages<T: Real>(
+    sorted: &[T],
+    weights: Option<&[T]>,
+    total: f64,
+    n_dirs: usize,
+    q_levels: usize,
+    means: &mut Vec<f64>,
+    jensen: &mut Vec<f64>,
+    gap: bool,
+) -> f64 {
+    let n = sorted.len() / n_dirs.max(1);
+    let centre: Vec<f64> = sorted[(n / 2) * n_dirs..(n / 2 + 1) * n_dirs]
+        .iter()
+        .map(|v| v.to_f64())
+        .collect();
+    let unit = q_levels as f64 / total;
+    // One extra row: bin `Q`, which only ever receives pieces of length zero (written without
+    // a branch).
+    means.clear();
+    means.resize((q_levels + 1) * n_dirs, 0.0);
+    // A direction's state is its sum over its current bin, stored on every piece: the last
+    // store to a bin (the piece that closes it, or the last piece of all) leaves its whole
+    // sum.
+    for_each_piece(
+        sorted,
+        weights,
+        &centre,
+        unit,
+        q_levels,
+        |sum, bin, len, x, l, closes| {
+            let s = sum + len * x;
+            means[bin * n_dirs + l] = s;
+            // A product, not a select: LLVM made the select a branch, taken at random (2x
+            // slower on varied clouds). `s` is finite, so the product is exactly s or 0.
+            s * f64::from(u8::from(!closes))
+        },
+        |_, _| {},
+    );
+    let mut out = 0.0;
+    if gap {
+        jensen.clear();
+        jensen.resize(n_dirs, 0.0);
+        let means = &means[..];
+        for_each_piece(
+            sorted,
+            weights,
+            &centre,
+            unit,
+            q_levels,
+            |sum, bin, len, x, l, _| {
+                let dev = x - means[bin * n_dirs + l];
+                sum + len * dev * dev
+            },
+            |l, sum| jensen[l] = sum,
+        );
+        // Lengths in bin units are Q times those in [0, 1].
+        out = jensen.iter().sum::<f64>() / q_levels as f64 / n_dirs as f64;
+    }
+    means.truncate(q_levels * n_dirs);
+    for mean in means.chunks_exact_mut(n_dirs) {
+        for (m, &c) in mean.iter_mut().zip(&centre) {
+            *m += c;
         }
     }
-    jensen
+    out
+}
+
+/// Calls `state = piece(state, bin, length, x, l, closes)` for every piece of a bin that
+/// point `i` of direction `l` covers, in order, in bin units (bins `[q, q + 1)` of `[0, Q]`):
+/// the inner loop of [`bin_averages`]. `x` is the point's value minus `centre[l]`; `closes`:
+/// the piece reaches the end of its bin and no later piece falls in it (the last bin is never
+/// closed: points of no mass may follow). `state` is one number per direction, zero at the
+/// start, passed to `finish(l, state)` after the last point.
+///
+/// Point `i` covers `[u, v)`, `u` the mass before it times `unit = Q / total`,
+/// `v = u + w·unit`, except that the last point ends at `Q`. A point that ends at most one bin
+/// after the one it starts in gives two pieces (the second may be empty, and may lie in bin
+/// `Q`, past the last); a wider one gives one per bin it touches. Direction by direction:
+/// the state stays in registers, and nothing in the loop branches on the data but the rare
+/// wide point.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn for_each_piece<T: Real>(
+    sorted: &[T],
+    weights: Option<&[T]>,
+    centre: &[f64],
+    unit: f64,
+    q_levels: usize,
+    mut piece: impl FnMut(f64, usize, f64, f64, usize, bool) -> f64,
+    mut finish: impl FnMut(usize, f64),
+) {
+    let n_dirs = centre.len();
+    let qf = q_levels as f64;
+    for (l, &c) in centre.iter().enumerate() {
+        let values = sorted.iter().skip(l).step_by(n_dirs);
+        let masses = (0..).map(|i| weights.map_or(1.0, |w| w[i * n_dirs + l].to_f64()));
+        let (mut u, mut b, mut e, mut state) = (0.0f64, 0usize, 1.0f64, 0.0f64);
+        let count = sorted.len() / n_dirs;
+        for (i, (&value, w)) in values.zip(masses).enumerate() {
+            let x = value.to_f64() - c;
+            let next = u + w * unit;
+            // The last point ends at Q; no point past it (a comparison, not `f64::min`: no
+            // NaN can arise, and it is one instruction).
+            let v = if i + 1 == count || next > qf {
+                qf
+            } else {
+                next
+            };
+            if v <= e + 1.0 {
+                // The point reaches the end of its bin, and the walk moves to the next one
+                // (the last bin stays open: points of no mass may still come).
+                let moves = v >= e && b + 1 < q_levels;
+                let first = if v < e { v } else { e } - u;
+                state = piece(state, b, first, x, l, moves);
+                let second = v - e;
+                state = piece(
+                    state,
+                    b + 1,
+                    if second > 0.0 { second } else { 0.0 },
+                    x,
+                    l,
+                    false,
+                );
+                // Arithmetic, not a select: LLVM made `if moves { e + 1.0 }` a branch, taken
+                // at random (2x slower).
+                let moves = u8::from(moves);
+                b += usize::from(moves);
+                e += f64::from(moves);
+            } else {
+                (state, b) = wide_pieces(state, b, u, v, q_levels, x, l, &mut piece);
+                e = (b + 1) as f64;
+            }
+            u = v;
+        }
+        finish(l, state);
+    }
+}
+
+/// The pieces of a point over `[u, v)` that reaches past the bin after its first, `b`: one
+/// per bin it touches. Returns the state and the bin the next point starts in.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+fn wide_pieces(
+    state: f64,
+    b: usize,
+    u: f64,
+    v: f64,
+    q_levels: usize,
+    x: f64,
+    l: usize,
+    piece: &mut impl FnMut(f64, usize, f64, f64, usize, bool) -> f64,
+) -> (f64, usize) {
+    // b + 2 < v <= Q: bin b is not the last.
+    let mut state = piece(state, b, (b + 1) as f64 - u, x, l, true);
+    let mut q = b + 1;
+    while ((q + 1) as f64) <= v {
+        state = piece(state, q, 1.0, x, l, q + 1 < q_levels);
+        q += 1;
+    }
+    (
+        piece(state, q, v - q as f64, x, l, false),
+        q.min(q_levels - 1),
+    )
 }
 
 /// Checks that `len` elements of `T` can be allocated (the buffers threads allocate inside
@@ -1004,7 +1126,8 @@ mod tests {
     const DIRS: usize = 5;
 
     /// Clouds of the sizes `sizes` in dimension [`DIM`], values on a coarse grid (ties within
-    /// and across directions), weights all one or all unequal, and [`DIRS`] random directions.
+    /// and across directions), weights all equal or all unequal, and [`DIRS`] random
+    /// directions.
     struct Fixture {
         points: Vec<f64>,
         weights: Vec<f64>,
@@ -1019,8 +1142,10 @@ mod tests {
         let points = (0..total * DIM)
             .map(|_| (unit() * 8.0).floor() - 4.0)
             .collect();
+        // Equal weights of any value (not only ones), or unequal ones.
+        let equal = 0.125 + unit();
         let weights = (0..total)
-            .map(|_| if uniform { 1.0 } else { 0.25 + unit() })
+            .map(|_| if uniform { equal } else { 0.25 + unit() })
             .collect();
         let mut offsets = vec![0i64];
         for &n in sizes {
@@ -1050,6 +1175,59 @@ mod tests {
         ]
     }
 
+    /// The bin averages and Jensen sum of one sorted weighted sample, written plainly: the
+    /// overlap of every point's stretch of `[0, 1]` with every bin, `O(n·Q)`.
+    fn brute_bins(pairs: &[(f64, f64)], q_levels: usize) -> (Vec<f64>, f64) {
+        let total: f64 = pairs.iter().map(|p| p.1).sum();
+        let mut ends = Vec::new();
+        let mut acc = 0.0;
+        for &(_, w) in pairs {
+            acc += w;
+            ends.push(acc / total);
+        }
+        *ends.last_mut().unwrap() = 1.0;
+        let overlap = |k: usize, q: usize| {
+            let (lo, hi) = (if k == 0 { 0.0 } else { ends[k - 1] }, ends[k]);
+            let (a, b) = (q as f64 / q_levels as f64, (q + 1) as f64 / q_levels as f64);
+            (hi.min(b) - lo.max(a)).max(0.0)
+        };
+        let qf = q_levels as f64;
+        let avg: Vec<f64> = (0..q_levels)
+            .map(|q| {
+                (0..pairs.len())
+                    .map(|k| overlap(k, q) * pairs[k].0)
+                    .sum::<f64>()
+                    * qf
+            })
+            .collect();
+        let gap = (0..q_levels)
+            .map(|q| {
+                (0..pairs.len())
+                    .map(|k| overlap(k, q) * (pairs[k].0 - avg[q]).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        (avg, gap)
+    }
+
+    /// [`bin_averages`] of the single sorted sample `pairs` (one direction).
+    fn bins_of(pairs: &[(f64, f64)], q_levels: usize) -> (Vec<f64>, f64) {
+        let (x, w): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let total = w.iter().sum();
+        let (mut means, mut jensen) = (Vec::new(), Vec::new());
+        let gap = bin_averages(
+            &x,
+            Some(&w),
+            total,
+            1,
+            q_levels,
+            &mut means,
+            &mut jensen,
+            true,
+        );
+        (means, gap)
+    }
+
     proptest! {
         /// A level-major embedding is the direction-major one with its coordinates permuted,
         /// bit for bit, with the same gaps, on every path of [`Embedder::embed`].
@@ -1073,36 +1251,56 @@ mod tests {
             }
         }
 
-        /// The equal-bins path (uniform clouds, `Q` dividing `n`) against the general
-        /// integration of [`bin_averages`], direction by direction: averages and gaps.
+        /// Embeddings and gaps of every path of [`Embedder::embed`] (equal bins; the network
+        /// with and without weights; direction by direction beyond
+        /// [`sorting::MAX_NETWORK_LEN`]) against [`brute_bins`] of the same cloud, projected
+        /// and sorted here.
         #[test]
-        fn equal_bins_match_bin_averages(
-            per_bin in 1usize..6,
+        fn embeddings_match_the_plain_bin_integrals(
+            n in prop_oneof![1usize..40, (sorting::MAX_NETWORK_LEN - 2)..(sorting::MAX_NETWORK_LEN + 3)],
+            uniform in any::<bool>(),
             n_quantiles in 1usize..9,
             seed in any::<u64>(),
         ) {
-            let n = per_bin * n_quantiles;
-            prop_assume!(n >= 2);
-            let f = fixture(&[n], true, seed);
+            let f = fixture(&[n], uniform, seed);
             let [(e, gaps), _] = both_layouts(&f, n_quantiles);
-            // The same cloud, projected and sorted here, binned by bin_averages.
             let (dim, n_dirs, points, dirs) = (DIM, DIRS, &f.points, &f.dirs);
             let scale = ((n_dirs * n_quantiles) as f64).powf(-0.5);
             let mut want_gap = 0.0;
             for l in 0..n_dirs {
                 let mut vals: Vec<(f64, f64)> = (0..n)
-                    .map(|i| ((0..dim).map(|c| points[i * dim + c] * dirs[c * n_dirs + l]).sum(), 1.0))
+                    .map(|i| ((0..dim).map(|c| points[i * dim + c] * dirs[c * n_dirs + l]).sum(), f.weights[i]))
                     .collect();
                 vals.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let mut avg = vec![0.0; n_quantiles];
-                want_gap += bin_averages(&vals, &mut avg, scale, true);
+                let (avg, gap) = brute_bins(&vals, n_quantiles);
+                want_gap += gap;
                 for (k, &a) in avg.iter().enumerate() {
                     let got = e[l * n_quantiles + k];
+                    let a = a * scale;
                     prop_assert!((got - a).abs() <= 1e-12 * (1.0 + a.abs()), "{} vs {}", got, a);
                 }
             }
             want_gap /= n_dirs as f64;
-            prop_assert!((gaps[0] - want_gap).abs() <= 1e-12 * (1.0 + want_gap));
+            prop_assert!((gaps[0] - want_gap).abs() <= 1e-12 * (1.0 + want_gap), "{} vs {}", gaps[0], want_gap);
+        }
+
+        /// [`bin_averages`] against [`brute_bins`] on one sample with heavy points (a point
+        /// may cover many bins), zero weights, ties and mass ends on bin edges.
+        #[test]
+        fn bin_averages_match_the_plain_integrals(
+            mu in prop::collection::vec((-5.0f64..5.0, prop_oneof![0.0f64..0.05, 0.01f64..3.0, Just(1.0), Just(0.0)]), 1..30),
+            q_levels in 1usize..20,
+        ) {
+            let mut mu = mu;
+            mu.sort_by(|a, b| a.0.total_cmp(&b.0));
+            prop_assume!(mu.iter().map(|p| p.1).sum::<f64>() > 0.0);
+            let (want, want_gap) = brute_bins(&mu, q_levels);
+            let (got, gap) = bins_of(&mu, q_levels);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{:?} vs {:?}", got, want);
+            }
+            prop_assert!(gap >= 0.0);
+            prop_assert!((gap - want_gap).abs() <= 1e-9 * (1.0 + want_gap), "{} vs {}", gap, want_gap);
         }
 
         /// `W_2²(μ, ν) = (1/Q) Σ_q (F̄_q − y_q)² + gap(μ)` for every uniform `ν` of `Q` points,
@@ -1121,8 +1319,7 @@ mod tests {
             }
             mu.sort_by(|a, b| a.0.total_cmp(&b.0));
             let q = ys.len();
-            let mut avg = vec![0.0f64; q];
-            let gap = bin_averages(&mu, &mut avg, 1.0, true);
+            let (avg, gap) = bins_of(&mu, q);
             prop_assert!(gap >= 0.0);
             let (x, w): (Vec<f64>, Vec<f64>) = mu.iter().copied().unzip();
             let want = wasserstein_1d_pow(&x, &ys, Some(&w), None, 2.0).unwrap();
@@ -1136,26 +1333,36 @@ mod tests {
     }
 
     #[test]
-    fn bin_averages_of_uniform_sample_are_exact_when_q_equals_n() {
+    fn bin_averages_of_small_samples() {
         let pairs = [(1.0f64, 1.0), (2.0, 1.0), (5.0, 1.0), (7.0, 1.0)];
-        let mut dst = [0.0; 4];
-        bin_averages(&pairs, &mut dst, 1.0, false);
-        for (d, want) in dst.iter().zip([1.0, 2.0, 5.0, 7.0]) {
-            assert!((d - want).abs() < 1e-12, "{dst:?}");
+        let (four, _) = bins_of(&pairs, 4);
+        for (d, want) in four.iter().zip([1.0, 2.0, 5.0, 7.0]) {
+            assert!((d - want).abs() < 1e-12, "{four:?}");
         }
-        let mut two = [0.0; 2];
-        bin_averages(&pairs, &mut two, 1.0, false);
+        let (two, _) = bins_of(&pairs, 2);
         assert!(
             (two[0] - 1.5).abs() < 1e-12 && (two[1] - 6.0).abs() < 1e-12,
             "{two:?}"
         );
         // Weighted: mass 0.75 at 0 and 0.25 at 4; bins of 1/2: [0, 2].
-        let w = [(0.0f64, 3.0), (4.0, 1.0)];
-        bin_averages(&w, &mut two, 1.0, false);
+        let (two, _) = bins_of(&[(0.0f64, 3.0), (4.0, 1.0)], 2);
         assert!(
             (two[0]).abs() < 1e-12 && (two[1] - 2.0).abs() < 1e-12,
             "{two:?}"
         );
+        // Mass that ends exactly at the end, then a point of no mass: the last bin keeps
+        // its sum.
+        let (two, _) = bins_of(&[(1.0f64, 1.0), (2.0, 1.0), (3.0, 0.0)], 2);
+        assert_eq!(two, [1.0, 2.0]);
+        let (two, _) = bins_of(&[(1.0f64, 1.0), (2.0, 2.0), (3.0, 0.0), (4.0, 0.0)], 2);
+        assert!(
+            (two[0] - 4.0 / 3.0).abs() < 1e-12 && (two[1] - 2.0).abs() < 1e-12,
+            "{two:?}"
+        );
+        // One point over three bins, then one over the last.
+        let (three, gap) = bins_of(&[(1.0f64, 3.0), (4.0, 1.0)], 4);
+        assert_eq!(three, [1.0, 1.0, 1.0, 4.0]);
+        assert_eq!(gap, 0.0);
     }
 
     /// [`centre`] against a plain mean, and the same bits for any thread count: sizes around

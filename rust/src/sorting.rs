@@ -64,6 +64,37 @@ pub fn sort_columns<T: Real>(data: &mut [T], lanes: usize, network: &[(u32, u32)
     }
 }
 
+/// [`sort_columns`] carrying a payload: sorts every column of `keys` (row-major, `lanes`
+/// wide) and applies the same exchanges to the same column of `payload` (the weights of the
+/// values), so that `(key, payload)` pairs stay together. Keys must not be NaN; of equal keys,
+/// the network leaves an order that depends on their positions only.
+#[inline(always)]
+pub fn sort_columns_by_key<T: Real>(
+    keys: &mut [T],
+    payload: &mut [T],
+    lanes: usize,
+    network: &[(u32, u32)],
+) {
+    debug_assert_eq!(keys.len(), payload.len());
+    for &(i, j) in network {
+        let (i, j) = (i as usize, j as usize);
+        let (head, tail) = keys.split_at_mut(j * lanes);
+        let (whead, wtail) = payload.split_at_mut(j * lanes);
+        let lo = &mut head[i * lanes..(i + 1) * lanes];
+        let hi = &mut tail[..lanes];
+        let wlo = &mut whead[i * lanes..(i + 1) * lanes];
+        let whi = &mut wtail[..lanes];
+        for (((a, b), u), v) in lo.iter_mut().zip(hi).zip(wlo).zip(whi) {
+            let (x, y, wx, wy) = (*a, *b, *u, *v);
+            let swap = y < x;
+            *a = if swap { y } else { x };
+            *b = if swap { x } else { y };
+            *u = if swap { wy } else { wx };
+            *v = if swap { wx } else { wy };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +130,45 @@ mod tests {
     }
 
     proptest! {
+        /// With a payload: keys come out as [`sort_columns`] sorts them, and every
+        /// `(key, payload)` pair of a column survives (multisets compared after sorting both
+        /// by key and payload); payloads follow their keys even among ties.
+        #[test]
+        fn sorts_pairs_like_a_sort(
+            n in 1usize..=MAX_NETWORK_LEN,
+            lanes in 1usize..12,
+            seed in any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 23) as f64 - 11.0
+            };
+            let mut keys: Vec<f64> = (0..n * lanes).map(|_| next()).collect();
+            let mut payload: Vec<f64> = (0..n * lanes).map(|_| next()).collect();
+            let column = |k: &[f64], p: &[f64], l: usize| -> Vec<(f64, f64)> {
+                (0..n).map(|i| (k[i * lanes + l], p[i * lanes + l])).collect()
+            };
+            let before: Vec<Vec<(f64, f64)>> =
+                (0..lanes).map(|l| column(&keys, &payload, l)).collect();
+            let mut plain = keys.clone();
+            sort_columns(&mut plain, lanes, &batcher(n));
+            sort_columns_by_key(&mut keys, &mut payload, lanes, &batcher(n));
+            prop_assert_eq!(&keys, &plain);
+            for (l, col) in before.iter().enumerate() {
+                let mut want = col.clone();
+                let mut got = column(&keys, &payload, l);
+                let by_both = |a: &(f64, f64), b: &(f64, f64)| {
+                    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
+                };
+                want.sort_by(by_both);
+                got.sort_by(by_both);
+                prop_assert_eq!(got, want);
+            }
+        }
+
         /// Against `sort_unstable_by(total_cmp)`, column by column: values on a coarse grid
         /// (many ties), any length up to the network limit.
         #[test]
