@@ -309,14 +309,22 @@ def bench_mixed(cfg, rng, rows):
 
 
 def bench_quantile(cfg, rng, rows):
+    """The quantile path at 16384^2: the issue's workload (general weights, the default number
+    of quantiles) against numpy's sgemm of the same embeddings, and uniform clouds with
+    Q = 32 against the same path written in plain numpy (which handles only those)."""
     N, n, d, L = cfg["NQ"], 64, 256, 128
-    code = f"""
+
+    def semot_run(general, n_quantiles):
+        # A fresh process per run: the peak-memory figure is this call's alone.
+        code = f"""
 import numpy as np, semot, time, json
 rng = np.random.default_rng(1)
 def make(N):
     x = rng.normal(size=(N, {n}, {d})).astype(np.float32)
-    return x + rng.normal(size=(N, 1, {d})).astype(np.float32)
-A, B = semot.PointClouds.from_padded(make({N})), semot.PointClouds.from_padded(make({N}))
+    x += rng.normal(size=(N, 1, {d})).astype(np.float32)
+    w = (0.1 + rng.random((N, {n}))).astype(np.float32) if {general} else None
+    return semot.PointClouds.from_padded(x, w)
+A, B = make({N}), make({N})
 proj = semot.random_projections({d}, {L}, seed=0)
 def status(key):
     for line in open("/proc/self/status"):
@@ -325,24 +333,40 @@ def status(key):
 open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark (Linux)
 base = status("VmRSS")
 t = time.perf_counter()
-D = semot.sliced_wasserstein_cdist(A, B, projections=proj, method="quantile", n_quantiles=32)
+D = semot.sliced_wasserstein_cdist(
+    A, B, projections=proj, method="quantile", n_quantiles={n_quantiles}
+)
 t = time.perf_counter() - t
 peak = status("VmHWM")
 pairs = rng.integers(0, {N}, size=(1000, 2))
 ex = semot.sliced_wasserstein_pairs(A, B, pairs, projections=proj)
 rel = np.abs(D[pairs[:, 0], pairs[:, 1]] - ex) / ex
 print(json.dumps(dict(t=t, extra=peak - base - D.nbytes, out=D.nbytes, med=float(np.median(rel)),
-                      mx=float(rel.max()))))
+                      mx=float(rel.max()),
+                      q=semot.distances.projections.resolve_n_quantiles({n_quantiles}, A, B))))
 """
-    res = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
-    # The matrix product alone: numpy's sgemm of the same (N, L * Q) embeddings, 2 threads.
+        return json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
+
+    def note(res):
+        return (
+            f"peak memory = output + {res['extra'] / res['out']:.0%}; "
+            f"median rel. error vs exact {res['med']:.2%} (max {res['mx']:.2%})"
+        )
+
+    # The issue's workload, and the matrix product alone: numpy's sgemm of the same (N, L * Q)
+    # embeddings, 2 threads.
     from threadpoolctl import threadpool_limits
 
+    general = semot_run(True, None)
+    q = general["q"]
+
     def embed(seed):
-        x = np.random.default_rng(seed).normal(size=(N, n, d)).astype(np.float32)
-        clouds = semot.PointClouds.from_padded(x)
+        g = np.random.default_rng(seed)
+        x = g.normal(size=(N, n, d)).astype(np.float32)
+        w = (0.1 + g.random((N, n))).astype(np.float32)
+        clouds = semot.PointClouds.from_padded(x, w)
         return semot.sliced_quantile_embedding(
-            clouds, projections=semot.random_projections(d, L, seed=0), n_quantiles=32
+            clouds, projections=semot.random_projections(d, L, seed=0), n_quantiles=q
         ).astype(np.float32)
 
     def sgemm_seconds():
@@ -351,7 +375,18 @@ print(json.dumps(dict(t=t, extra=peak - base - D.nbytes, out=D.nbytes, med=float
             return timed(lambda: ea @ eb.T)[0]
 
     t_gemm = sgemm_seconds()
-    # Peer: the same path in plain numpy at a size that fits, scaled by N^2.
+    rows.append(
+        dict(
+            workload=f"quantile cdist {N}x{N}, n=64, d=256, L=128, default Q = {q}, "
+            "general weights, f32",
+            semot_s=general["t"],
+            peer=f"numpy sgemm alone of the same embeddings ({N}x{L * q} @ {L * q}x{N}), 2 threads",
+            peer_s=t_gemm,
+            note="sgemm alone: no projection, sorting or distances; " + note(general),
+        )
+    )
+    # Uniform clouds, Q = 32, against plain numpy at a size that fits, scaled by N^2.
+    uniform = semot_run(False, 32)
     Np = min(N, cfg["NQ_numpy"])
     pa = make(Np, n, d, rng, True)[0].astype(np.float32)
     pb = make(Np, n, d, rng, True)[0].astype(np.float32)
@@ -363,24 +398,11 @@ print(json.dumps(dict(t=t, extra=peak - base - D.nbytes, out=D.nbytes, med=float
     )
     rows.append(
         dict(
-            workload=f"quantile cdist {N}x{N}, n=64, d=256, L=128, Q=32, f32",
-            semot_s=res["t"],
+            workload=f"quantile cdist {N}x{N}, n=64, d=256, L=128, Q=32, uniform weights, f32",
+            semot_s=uniform["t"],
             peer=f"plain numpy (measured at {Np}^2, scaled by N^2)",
             peer_s=t_np * (N / Np) ** 2,
-            note=(
-                f"peak memory = output + {res['extra'] / res['out']:.0%}; "
-                f"median rel. error vs exact {res['med']:.2%} (max {res['mx']:.2%})"
-            ),
-        )
-    )
-    rows.append(
-        dict(
-            workload=rows[-1]["workload"],
-            semot_s=res["t"],
-            peer=f"numpy sgemm alone of the same embeddings ({N}x{L * 32} @ {L * 32}x{N}), "
-            "2 threads",
-            peer_s=t_gemm,
-            note="sgemm alone: no projection, sorting or distances",
+            note=note(uniform),
         )
     )
 
