@@ -129,6 +129,18 @@ mod tests {
         assert!(batcher(1).is_empty());
     }
 
+    /// Values on a grid of `levels` points `step` apart around zero (many ties), from a
+    /// xorshift generator seeded by `seed`.
+    fn grid(seed: u64, levels: u64, step: f64) -> impl FnMut() -> f64 {
+        let mut state = seed | 1;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state % levels) as f64 - (levels / 2) as f64) * step
+        }
+    }
+
     proptest! {
         /// With a payload: keys come out as [`sort_columns`] sorts them, and every
         /// `(key, payload)` pair of a column survives (multisets compared after sorting both
@@ -139,13 +151,7 @@ mod tests {
             lanes in 1usize..12,
             seed in any::<u64>(),
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 23) as f64 - 11.0
-            };
+            let mut next = grid(seed, 23, 1.0);
             let mut keys: Vec<f64> = (0..n * lanes).map(|_| next()).collect();
             let mut payload: Vec<f64> = (0..n * lanes).map(|_| next()).collect();
             let column = |k: &[f64], p: &[f64], l: usize| -> Vec<(f64, f64)> {
@@ -177,13 +183,7 @@ mod tests {
             lanes in 1usize..20,
             seed in any::<u64>(),
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state % 41) as f64 - 20.0) * 0.25
-            };
+            let mut next = grid(seed, 41, 0.25);
             let mut data: Vec<f64> = (0..n * lanes).map(|_| next()).collect();
             let mut want: Vec<Vec<f64>> = (0..lanes)
                 .map(|l| (0..n).map(|k| data[k * lanes + l]).collect())
