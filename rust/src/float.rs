@@ -60,10 +60,20 @@ pub trait Real:
         m: usize,
         out: &mut [Self],
     ) -> bool;
+    /// Sorts the columns of the row-major `(keys.len() / lanes, lanes)` matrix `keys` with the
+    /// comparator network `network` (the payload following) by this machine's SIMD kernel,
+    /// with the portable operations' bits (see [`simd::sort_columns_f32`]); `false`, nothing
+    /// touched, where no kernel applies.
+    fn sort_network_simd(
+        keys: &mut [Self],
+        payload: Option<&mut [Self]>,
+        lanes: usize,
+        network: &[(u32, u32)],
+    ) -> bool;
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $cancel:literal, $joint:expr) => {
+    ($t:ty, $name:literal, $cancel:literal, $joint:expr, $sort:expr) => {
         impl Real for $t {
             const NAME: &'static str = $name;
             const CANCELLATION: f64 = $cancel;
@@ -141,10 +151,31 @@ macro_rules! impl_real {
             ) -> bool {
                 $joint(kernel, cost, data, xo, n, yo, m, out)
             }
+            #[inline]
+            fn sort_network_simd(
+                keys: &mut [Self],
+                payload: Option<&mut [Self]>,
+                lanes: usize,
+                network: &[(u32, u32)],
+            ) -> bool {
+                $sort(keys, payload, lanes, network)
+            }
         }
     };
 }
 
-impl_real!(f32, "float32", 0.05, simd::merge_f32_joint);
+impl_real!(
+    f32,
+    "float32",
+    0.05,
+    simd::merge_f32_joint,
+    simd::sort_columns_f32
+);
 // No SIMD merge for f64: the collections are f32, and f64 halves the lanes.
-impl_real!(f64, "float64", 1e-6, |_, _, _, _, _, _, _, _| false);
+impl_real!(
+    f64,
+    "float64",
+    1e-6,
+    |_, _, _, _, _, _, _, _| false,
+    simd::sort_columns_f64
+);

@@ -241,6 +241,76 @@ pub fn merge_f32_joint(
     }
 }
 
+/// Sorts every column of the row-major `(keys.len() / lanes, lanes)` matrix `keys` with the
+/// comparator network `network`, applying the same exchanges to `payload` where given: the
+/// operations of [`crate::sorting::sort_columns`] (and `sort_columns_by_key`), lane for lane,
+/// so the same bits. `false` (nothing touched) where no kernel applies: no AVX2, `SEMOT_SIMD`
+/// off, or shapes that do not match (a comparator `(i, j)` must have `i < j <` rows).
+///
+/// Each comparator is an elementwise compare-exchange of two rows, eight `f32` (four `f64`)
+/// lanes per AVX2 vector; the portable build is limited to SSE2 (see the sorting module for
+/// why it is not compiled for AVX2), which is 4× narrower. Columns past the last full vector
+/// take the portable operations.
+pub fn sort_columns_f32(
+    keys: &mut [f32],
+    payload: Option<&mut [f32]>,
+    lanes: usize,
+    network: &[(u32, u32)],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if sort_applies(
+        keys.len(),
+        payload.as_deref().map(<[f32]>::len),
+        lanes,
+        network,
+    ) {
+        // SAFETY: `sort_applies` checked that this CPU has AVX2 and that every comparator's
+        // rows lie inside `keys` (and `payload`, of the same length), which is all the kernel
+        // reads and writes.
+        unsafe { avx2::sort_columns_f32(keys, payload, lanes, network) };
+        return true;
+    }
+    let _ = (keys, payload, lanes, network);
+    false
+}
+
+/// [`sort_columns_f32`] for `f64` (four lanes per vector).
+pub fn sort_columns_f64(
+    keys: &mut [f64],
+    payload: Option<&mut [f64]>,
+    lanes: usize,
+    network: &[(u32, u32)],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if sort_applies(
+        keys.len(),
+        payload.as_deref().map(<[f64]>::len),
+        lanes,
+        network,
+    ) {
+        // SAFETY: as in `sort_columns_f32`.
+        unsafe { avx2::sort_columns_f64(keys, payload, lanes, network) };
+        return true;
+    }
+    let _ = (keys, payload, lanes, network);
+    false
+}
+
+/// Whether the AVX2 network sort runs: the CPU has AVX2, SIMD is not switched off, and the
+/// shapes are consistent (`len` a multiple of `lanes`, the payload as long, every comparator
+/// `i < j` within the rows).
+#[cfg(target_arch = "x86_64")]
+fn sort_applies(len: usize, payload: Option<usize>, lanes: usize, network: &[(u32, u32)]) -> bool {
+    if kernel() == Kernel::Scalar || !std::arch::is_x86_feature_detected!("avx2") {
+        return false;
+    }
+    if lanes == 0 || !len.is_multiple_of(lanes) || payload.is_some_and(|p| p != len) {
+        return false;
+    }
+    let rows = len / lanes;
+    network.iter().all(|&(i, j)| i < j && (j as usize) < rows)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::BLOCK;
@@ -461,12 +531,13 @@ mod avx2 {
     use super::BLOCK;
     use std::arch::x86_64::{
         __m256, __m256i, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps,
-        _mm256_blendv_epi8, _mm256_blendv_ps, _mm256_castpd128_pd256, _mm256_castpd_ps,
-        _mm256_castps_si256, _mm256_cmp_ps, _mm256_insertf128_pd, _mm256_min_epi32, _mm256_min_ps,
-        _mm256_mul_ps, _mm256_mullo_epi32, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
-        _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256,
-        _mm256_sub_epi32, _mm256_sub_ps, _mm256_xor_si256, _mm_load_sd, _mm_loadh_pd, _mm_prefetch,
-        _CMP_GT_OQ, _CMP_LE_OQ, _MM_HINT_T0,
+        _mm256_blendv_epi8, _mm256_blendv_pd, _mm256_blendv_ps, _mm256_castpd128_pd256,
+        _mm256_castpd_ps, _mm256_castps_si256, _mm256_cmp_pd, _mm256_cmp_ps, _mm256_insertf128_pd,
+        _mm256_loadu_pd, _mm256_loadu_ps, _mm256_max_pd, _mm256_max_ps, _mm256_min_epi32,
+        _mm256_min_pd, _mm256_min_ps, _mm256_mul_ps, _mm256_mullo_epi32, _mm256_set1_epi32,
+        _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_pd,
+        _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_ps, _mm256_xor_si256,
+        _mm_load_sd, _mm_loadh_pd, _mm_prefetch, _CMP_GT_OQ, _CMP_LE_OQ, _CMP_LT_OQ, _MM_HINT_T0,
     };
 
     /// Loads the entries at `idx` (eight lanes, entry indices into `base`) as `(weights,
@@ -663,6 +734,95 @@ mod avx2 {
             out
         }
     }
+
+    /// The network sort of [`super::sort_columns_f32`] and [`super::sort_columns_f64`]: for
+    /// each comparator `(i, j)` and each full vector of lanes, `lo = min(y, x)` and
+    /// `hi = max(x, y)` (`vminps` gives its second operand unless the first is smaller: the
+    /// portable `if y < x { y } else { x }`, ties, zeros and NaN alike), or, with a payload,
+    /// one `y < x` mask that blends keys and payload.
+    macro_rules! network_sort {
+        ($name:ident, $t:ty, $width:literal, $load:ident, $store:ident, $min:ident, $max:ident,
+         $cmp:ident, $blend:ident, $lt:ident) => {
+            /// # Safety
+            /// AVX2 must be available; every comparator `(i, j)` must have `i < j` and
+            /// `j < keys.len() / lanes`, and `payload`, where given, the length of `keys`.
+            #[target_feature(enable = "avx2")]
+            pub(super) unsafe fn $name(
+                keys: &mut [$t],
+                payload: Option<&mut [$t]>,
+                lanes: usize,
+                network: &[(u32, u32)],
+            ) {
+                let full = lanes - lanes % $width;
+                let k = keys.as_mut_ptr();
+                match payload {
+                    None => {
+                        for &(i, j) in network {
+                            let (a, b) = (i as usize * lanes, j as usize * lanes);
+                            for l in (0..full).step_by($width) {
+                                // SAFETY: rows `i < j` lie inside `keys` (caller's contract)
+                                // and `l + width <= lanes`, so both vectors are inside their
+                                // row, and the two rows do not overlap.
+                                unsafe {
+                                    let x = $load(k.add(a + l));
+                                    let y = $load(k.add(b + l));
+                                    $store(k.add(a + l), $min(y, x));
+                                    $store(k.add(b + l), $max(x, y));
+                                }
+                            }
+                        }
+                        crate::sorting::sort_columns_from(keys, lanes, full, network);
+                    }
+                    Some(payload) => {
+                        let w = payload.as_mut_ptr();
+                        for &(i, j) in network {
+                            let (a, b) = (i as usize * lanes, j as usize * lanes);
+                            for l in (0..full).step_by($width) {
+                                // SAFETY: as above, and `payload` has the length of `keys`.
+                                unsafe {
+                                    let (x, y) = ($load(k.add(a + l)), $load(k.add(b + l)));
+                                    let (u, v) = ($load(w.add(a + l)), $load(w.add(b + l)));
+                                    let swap = $cmp::<$lt>(y, x);
+                                    $store(k.add(a + l), $blend(x, y, swap));
+                                    $store(k.add(b + l), $blend(y, x, swap));
+                                    $store(w.add(a + l), $blend(u, v, swap));
+                                    $store(w.add(b + l), $blend(v, u, swap));
+                                }
+                            }
+                        }
+                        crate::sorting::sort_columns_by_key_from(
+                            keys, payload, lanes, full, network,
+                        );
+                    }
+                }
+            }
+        };
+    }
+
+    network_sort!(
+        sort_columns_f32,
+        f32,
+        8,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_min_ps,
+        _mm256_max_ps,
+        _mm256_cmp_ps,
+        _mm256_blendv_ps,
+        _CMP_LT_OQ
+    );
+    network_sort!(
+        sort_columns_f64,
+        f64,
+        4,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_min_pd,
+        _mm256_max_pd,
+        _mm256_cmp_pd,
+        _mm256_blendv_pd,
+        _CMP_LT_OQ
+    );
 }
 
 #[cfg(target_arch = "aarch64")]
