@@ -1,5 +1,6 @@
 //! The crate's one module with `unsafe` code: the merge of sliced Wasserstein across
-//! directions with SIMD intrinsics, behind runtime CPU-feature detection.
+//! directions, and the comparator-network sort of a cloud's projections
+//! ([`sort_columns_f32`], AVX2), with SIMD intrinsics behind runtime CPU-feature detection.
 //!
 //! The merge of two sorted weighted sequences (see [`crate::wasserstein1d`]) takes exactly
 //! `n + m − 1` steps in every direction, so vector lanes holding different directions of the
@@ -30,7 +31,8 @@
 //! environment) takes the scalar merge, against which these kernels are tested bit for bit.
 //!
 //! Memory safety does not depend on the data: every index is clamped to its own direction's
-//! block before it is used, and the block sizes are checked against the slices on entry.
+//! block before it is used, and the block sizes are checked against the slices on entry
+//! (for the sort: every comparator's rows against the matrix, before any access).
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
