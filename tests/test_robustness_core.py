@@ -292,6 +292,35 @@ def test_sliced_extreme_scales_are_finite_and_right(dtype, scale, p, method) -> 
     assert np.all(np.isfinite(pd)) and (pd > 0).all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 300),
+    dtype=st.sampled_from(["float32", "float64"]),
+    scale=st.sampled_from([1e-310, 1e-40, 1.0, 3e38, 1e300]),
+    threads=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_max_abs_is_numpys(rows: int, dtype: str, scale: float, threads: int, seed: int) -> None:
+    # The range check of prescale: one parallel pass, against numpy's max of |x|.
+    g = np.random.default_rng(seed)
+    with np.errstate(over="ignore", under="ignore"):
+        x = (g.normal(size=(rows, 257)) * scale).astype(dtype)
+    x[~np.isfinite(x)] = 0
+    want = float(np.abs(x).max()) if x.size else 0.0
+    assert _core.max_abs(x, threads) == want
+    if x.size:
+        x.flat[g.integers(x.size)] = np.nan
+        assert np.isnan(_core.max_abs(x, threads))
+
+
+def test_max_abs_refuses_views_and_other_dtypes() -> None:
+    x = np.ones((4, 6))
+    with pytest.raises(ValueError, match="values must be C-contiguous"):
+        _core.max_abs(x[:, ::2])
+    with pytest.raises(TypeError):
+        _core.max_abs(np.ones((4, 6), dtype=np.int64))
+
+
 def test_weighted_merge_path_at_extreme_scales() -> None:
     x = np.array([[1.0], [2.0], [4.0]]) * 1e300
     y = np.array([[0.5], [3.0]]) * 1e300

@@ -19,6 +19,7 @@ SIMD_KERNEL: str
 
 # --- sliced Wasserstein and quantile embeddings -------------------------------------------
 def random_projections(d: int, n_projections: int, seed: int) -> _D: ...
+def max_abs(values: _F, n_threads: int | None = None) -> float: ...
 def sw_cdist(
     points_a: _F, weights_a: _F, offsets_a: _I,
     points_b: _F, weights_b: _F, offsets_b: _I,

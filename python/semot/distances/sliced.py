@@ -64,7 +64,7 @@ def check_method(method: str) -> Method:
 
 
 def prescale(
-    sets: tuple[PointClouds, ...], proj: FloatArray
+    sets: tuple[PointClouds, ...], proj: FloatArray, n_threads: int | None = None
 ) -> tuple[tuple[PointClouds, ...], int]:
     """Bring points whose projections would leave the range of their dtype back into it.
 
@@ -72,12 +72,13 @@ def prescale(
     projections ``<x, theta>`` of the points could overflow, or their coordinates are so
     small that they are subnormal) and ``k``; every sliced distance of the scaled points is
     ``2**-k`` times the distance of the original ones. ``k = 0`` (nothing copied) for any
-    ordinary input.
+    ordinary input. ``n_threads`` threads scan the points (one pass in the core; numpy's
+    ``max()`` and ``min()`` took two on one thread, 8 % of a 1024 x 1024 exact cdist).
     """
     info = np.finfo(sets[0].dtype)
-    # max and -min instead of abs: no temporary copy of the points.
-    biggest = max(max(float(c.points.max()), -float(c.points.min())) for c in sets)
-    if biggest == 0.0:
+    biggest = max(_core.max_abs(c.points, n_threads) for c in sets)
+    # Non-finite points (only from unchecked clouds) are left to the core, which names them.
+    if biggest == 0.0 or not math.isfinite(biggest):
         return sets, 0
     col = float(np.max(np.sqrt(np.sum(np.square(proj.astype(np.float64)), axis=0))))
     log_bound = math.log2(biggest) + math.log2(col) + 0.5 * math.log2(sets[0].dim)
@@ -160,7 +161,7 @@ def sliced_wasserstein_distance(
     p = check_p(p)
     proj = resolve_projections(cx.dim, cx.dtype, n_projections, seed, projections)
     check_sliced_memory((cx, cy), proj.shape[1], 1)
-    (cx, cy), k = prescale((cx, cy), proj)
+    (cx, cy), k = prescale((cx, cy), proj, 1)
     out = _core.sw_cdist(
         cx.points, cx.weights, cx.offsets, cy.points, cy.weights, cy.offsets, proj, p, 1
     )
@@ -221,7 +222,7 @@ def sliced_wasserstein_cdist(
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     q = resolve_n_quantiles(n_quantiles, ca, cb) if m == "quantile" else None
     check_sliced_memory((ca, cb), proj.shape[1], len(ca) * len(cb), q)
-    (ca, cb), k = prescale((ca, cb), proj)
+    (ca, cb), k = prescale((ca, cb), proj, n_threads)
     if q is not None:
         out = _core.quantile_cdist(
             ca.points, ca.weights, ca.offsets, cb.points, cb.weights, cb.offsets,
@@ -259,7 +260,7 @@ def sliced_wasserstein_pdist(
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     q = resolve_n_quantiles(n_quantiles, ca) if m == "quantile" else None
     check_sliced_memory((ca,), proj.shape[1], len(ca) * (len(ca) - 1) // 2, q)
-    (ca,), k = prescale((ca,), proj)
+    (ca,), k = prescale((ca,), proj, n_threads)
     if q is not None:
         out = _core.quantile_pdist(ca.points, ca.weights, ca.offsets, proj, q, p, n_threads)
     else:
@@ -315,7 +316,7 @@ def sliced_wasserstein_pairs(
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     q = resolve_n_quantiles(n_quantiles, ca, cb) if m == "quantile" else None
     check_sliced_memory((ca, cb), proj.shape[1], idx.shape[0], q)
-    (ca, cb), k = prescale((ca, cb), proj)
+    (ca, cb), k = prescale((ca, cb), proj, n_threads)
     if q is not None:
         ua, ia = np.unique(idx[:, 0], return_inverse=True)
         ub, ib = np.unique(idx[:, 1], return_inverse=True)
@@ -399,7 +400,7 @@ def sliced_quantile_embedding(
     proj = resolve_projections(ca.dim, ca.dtype, n_projections, seed, projections)
     q = resolve_n_quantiles(n_quantiles, ca)
     check_sliced_memory((ca,), proj.shape[1], 0, q)
-    (ca,), k = prescale((ca,), proj)
+    (ca,), k = prescale((ca,), proj, n_threads)
     return unscale(_embed(ca, proj, q, p, n_threads), k, "A")
 
 

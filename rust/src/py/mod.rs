@@ -242,7 +242,7 @@ pub(crate) fn csr<'py>(
 mod _core {
     #[pymodule_export]
     use super::sliced::{
-        quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist,
+        max_abs, quantile_cdist, quantile_embedding, quantile_pdist, random_projections, sw_cdist,
         sw_gemm_pairs, sw_pairs, sw_pdist, wasserstein_1d,
     };
 

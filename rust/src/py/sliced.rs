@@ -13,7 +13,7 @@ use super::{
 };
 use crate::float::Real;
 use crate::projections::Projections;
-use crate::{quantile, sliced, wasserstein1d};
+use crate::{clouds, quantile, sliced, wasserstein1d};
 
 fn dtype_mismatch() -> PyErr {
     PyTypeError::new_err("projections must have the dtype of the points (float32 or float64)")
@@ -344,4 +344,25 @@ pub(crate) fn wasserstein_1d<'py>(
 
 fn dtype_mismatch_1d() -> PyErr {
     PyTypeError::new_err("wasserstein_1d takes float64 arrays")
+}
+
+/// The largest `|x|` of a 2-D float array (NaN where some value is NaN), in parallel: the
+/// range check of `prescale`, one pass over the points where `max()` and `min()` took two.
+#[pyfunction]
+#[pyo3(signature = (values, n_threads=None))]
+pub(crate) fn max_abs(
+    py: Python<'_>,
+    values: Array2<'_>,
+    n_threads: Option<usize>,
+) -> PyResult<f64> {
+    match values {
+        Array2::F32(v) => {
+            let data = contiguous(&v, "values")?;
+            detached(py, n_threads, |ex| clouds::max_abs(data, ex))
+        }
+        Array2::F64(v) => {
+            let data = contiguous(&v, "values")?;
+            detached(py, n_threads, |ex| clouds::max_abs(data, ex))
+        }
+    }
 }
