@@ -15,9 +15,11 @@
 //! consumed: one 64-bit `[cumulative weight, value]` load per lane and step.
 //!
 //! * x86_64, AVX-512F: sixteen `f32` directions per vector, two vectors in flight; entry
-//!   positions are float offsets and the loads are two `vgatherdps` per step. The default on
-//!   Intel only ([`available`]): on the Intel Xeon measured it merged 1.7× faster than the
-//!   AVX2 kernel, on an AMD Zen 4 0.8-0.9× as fast.
+//!   positions are float offsets and the loads are two `vgatherdpd` of eight 64-bit entries
+//!   per step, split into weights and values by two permutes. The default on Intel and on
+//!   AMD from Zen 5 on ([`available`]): on the Intel Xeon measured it merged 1.7× faster than
+//!   the AVX2 kernel (with 32-bit gathers), on an AMD Zen 5 1.2× faster; on an AMD Zen 4 it
+//!   was 0.8-0.9× as fast (32-bit gathers).
 //! * x86_64: AVX2, eight `f32` directions per vector, two vectors in flight. The eight loads
 //!   are scalar loads, not `vgatherdps`: on the machine measured (AMD Zen 4) the microcoded
 //!   gather was slower.
@@ -97,16 +99,17 @@ pub fn kernel() -> Kernel {
 /// The SIMD kernels this CPU runs by default, the preferred first (empty where there is
 /// none).
 ///
-/// On x86_64 the AVX-512 kernel comes first on Intel CPUs only. Its loads are gathers: on the
-/// Intel Xeon measured (2 cores) it merged 1.7× faster than the AVX2 kernel, whose loads are
-/// scalar. On an AMD Zen 4 (EPYC, 2 cores), whose gathers are slow, the AVX2 kernel was the
-/// faster one: 0.59 s against 0.75 s on 256 × 256 general-weight clouds (n = 64, d = 256,
-/// L = 128, 1.38 s against 1.73 s at 384 × 384), so AMD CPUs keep it first
-/// (`SEMOT_SIMD=avx512` selects the other).
+/// On x86_64 the AVX-512 kernel comes first on Intel CPUs and on AMD from Zen 5 on (family
+/// `0x1A`), whose gathers pay: on the Intel Xeon measured (2 cores) it merged 1.7× faster than
+/// the AVX2 kernel, whose loads are scalar; on an AMD Zen 5 (EPYC, 2 cores) 1.2× faster
+/// (1.39-1.44 s against 1.71-1.78 s on 512 × 512 general-weight clouds, n = 64, d = 256,
+/// L = 128). On AMD Zen 4 (family `0x19`), whose gathers are slow, the AVX2 kernel was the
+/// faster one (0.59 s against 0.75 s at 256 × 256, measured before the AVX-512 loads became
+/// 64-bit gathers), so earlier AMD CPUs keep it first (`SEMOT_SIMD=avx512` selects the other).
 pub fn available() -> Vec<Kernel> {
     let mut kernels = detect();
     #[cfg(target_arch = "x86_64")]
-    if !is_intel() {
+    if !gathers_pay() {
         kernels.retain(|&k| k != Kernel::Avx512);
     }
     kernels
@@ -117,18 +120,31 @@ pub fn supported() -> Vec<Kernel> {
     detect()
 }
 
-/// Whether the CPU's vendor string is Intel's.
+/// Whether this CPU's AVX-512 gathers are fast enough for the AVX-512 kernel to lead: Intel,
+/// or AMD from family `0x1A` (Zen 5) on.
 #[cfg(target_arch = "x86_64")]
-fn is_intel() -> bool {
-    // SAFETY: `cpuid` leaf 0 exists on every x86_64 CPU and has no side effects (newer
-    // toolchains declare the intrinsic safe, older ones unsafe: hence the allow).
+fn gathers_pay() -> bool {
+    // SAFETY: `cpuid` leaves 0 and 1 exist on every x86_64 CPU and have no side effects
+    // (newer toolchains declare the intrinsic safe, older ones unsafe: hence the allow).
     #[allow(unused_unsafe)]
-    let leaf = unsafe { std::arch::x86_64::__cpuid(0) };
-    let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
+    let (vendor, signature) = unsafe {
+        (
+            std::arch::x86_64::__cpuid(0),
+            std::arch::x86_64::__cpuid(1).eax,
+        )
+    };
+    let vendor: Vec<u8> = [vendor.ebx, vendor.edx, vendor.ecx]
         .iter()
         .flat_map(|r| r.to_le_bytes())
         .collect();
-    vendor == b"GenuineIntel"
+    // The family is the base family, plus the extended family where the base is 0xF.
+    let base = (signature >> 8) & 0xF;
+    let family = if base == 0xF {
+        base + ((signature >> 20) & 0xFF)
+    } else {
+        base
+    };
+    vendor == b"GenuineIntel" || (vendor == b"AuthenticAMD" && family >= 0x1A)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -317,9 +333,10 @@ fn sort_applies(len: usize, payload: Option<usize>, lanes: usize, network: &[(u3
 mod avx512 {
     use super::BLOCK;
     use std::arch::x86_64::{
-        __m512, __m512i, __mmask16, _mm512_abs_ps, _mm512_add_epi32, _mm512_cmp_ps_mask,
-        _mm512_i32gather_ps, _mm512_mask_add_epi32, _mm512_mask_add_ps, _mm512_mask_blend_epi32,
-        _mm512_mask_mov_ps, _mm512_min_epi32, _mm512_min_ps, _mm512_mul_ps, _mm512_mullo_epi32,
+        __m512, __m512i, __mmask16, _mm512_abs_ps, _mm512_add_epi32, _mm512_castpd_ps,
+        _mm512_castsi512_si256, _mm512_cmp_ps_mask, _mm512_extracti64x4_epi64, _mm512_i32gather_pd,
+        _mm512_mask_add_epi32, _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_mov_ps,
+        _mm512_min_epi32, _mm512_min_ps, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_ps,
         _mm512_set1_epi32, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
         _mm_prefetch, _CMP_GT_OQ, _CMP_LE_OQ, _MM_HINT_T0,
     };
@@ -328,27 +345,41 @@ mod avx512 {
     const LANES: usize = 16;
 
     /// Loads the entries whose weights are the floats at `at` (sixteen lanes, float offsets
-    /// `2e` of entries `e` of `base`) as `(weights, values)`: one gather of sixteen floats each.
-    /// Gathering the weights alone keeps the merge's dependency chain (weights, comparison,
-    /// index, weights) free of any shuffle.
+    /// `2e` of entries `e` of `base`) as `(weights, values)`: two gathers of eight 64-bit
+    /// entries (`[weight, value]` each), then one two-source permute per output to split
+    /// weights from values. Sixteen element loads per vector where two gathers of sixteen
+    /// floats made thirty-two.
     ///
     /// # Safety
     /// AVX-512F must be available, and every lane of `at` must be `2e` for an entry `e` in
     /// bounds of `base`.
     #[inline]
     #[target_feature(enable = "avx512f")]
+    // Gathers have no alignment requirement on their elements, so reading 4-byte-aligned
+    // entries through an `f64` pointer is sound.
+    #[allow(clippy::cast_ptr_alignment)]
     unsafe fn load16(base: *const [f32; 2], at: __m512i) -> (__m512, __m512) {
-        let weights = base.cast::<f32>();
-        let values = weights.wrapping_add(1);
-        // SAFETY: float `2e` of `base` is entry `e`'s weight and float `2e + 1` its value,
-        // both inside the entry, which is in bounds by the caller's contract (scale 4: the
-        // offsets count floats).
-        unsafe {
+        let entries = base.cast::<f64>();
+        let (lo, hi) = (
+            _mm512_castsi512_si256(at),
+            _mm512_extracti64x4_epi64::<1>(at),
+        );
+        // SAFETY: lane `k` of `lo` / `hi` is `2e` for an entry `e` in bounds (caller's
+        // contract); scale 4 makes that the byte offset `8e` of the 8-byte entry `e`, which
+        // the gather reads whole.
+        let (g0, g1) = unsafe {
             (
-                _mm512_i32gather_ps::<4>(at, weights),
-                _mm512_i32gather_ps::<4>(at, values),
+                _mm512_castpd_ps(_mm512_i32gather_pd::<4>(lo, entries)),
+                _mm512_castpd_ps(_mm512_i32gather_pd::<4>(hi, entries)),
             )
-        }
+        };
+        // g0 = [w0 v0 w1 v1 .. w7 v7], g1 the same for lanes 8..16: evens are the weights.
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        (
+            _mm512_permutex2var_ps(g0, evens, g1),
+            _mm512_permutex2var_ps(g0, odds, g1),
+        )
     }
 
     /// One vector of sixteen directions: the current entry of each cloud per lane, the merge
