@@ -266,7 +266,7 @@ pub fn merge_f32_joint(
 ///
 /// Each comparator is an elementwise compare-exchange of two rows, eight `f32` (four `f64`)
 /// lanes per AVX2 vector; the portable build is limited to SSE2 (see the sorting module for
-/// why it is not compiled for AVX2), which is 4× narrower. Columns past the last full vector
+/// why it is not compiled for AVX2), half as wide. Columns past the last full vector
 /// take the portable operations.
 pub fn sort_columns_f32(
     keys: &mut [f32],
