@@ -1,6 +1,7 @@
 //! The crate's one module with `unsafe` code: the merge of sliced Wasserstein across
 //! directions, and the comparator-network sort of a cloud's projections
-//! ([`sort_columns_f32`], AVX2), with SIMD intrinsics behind runtime CPU-feature detection.
+//! ([`sort_columns_f32`](crate::simd::sort_columns_f32), AVX2), with SIMD intrinsics behind
+//! runtime CPU-feature detection.
 //!
 //! The merge of two sorted weighted sequences (see [`crate::wasserstein1d`]) takes exactly
 //! `n + m − 1` steps in every direction, so vector lanes holding different directions of the
@@ -17,7 +18,7 @@
 //! * x86_64, AVX-512F: sixteen `f32` directions per vector, three vectors in flight; entry
 //!   positions are float offsets and the loads are two `vgatherdpd` of eight 64-bit entries
 //!   per step, split into weights and values by two permutes. The default on Intel and on
-//!   AMD from Zen 5 on ([`available`]): on the Intel Xeon measured it merged 1.7× faster than
+//!   AMD from Zen 5 on ([`available`](crate::simd::available)): on the Intel Xeon measured it merged 1.7× faster than
 //!   the AVX2 kernel (with 32-bit gathers), on an AMD Zen 5 1.2× faster; on an AMD Zen 4 it
 //!   was 0.8-0.9× as fast (32-bit gathers).
 //! * x86_64: AVX2, eight `f32` directions per vector, two vectors in flight. The eight loads
@@ -258,60 +259,50 @@ pub fn merge_f32_joint(
     }
 }
 
-/// Sorts every column of the row-major `(keys.len() / lanes, lanes)` matrix `keys` with the
-/// comparator network `network`, applying the same exchanges to `payload` where given: the
-/// operations of [`crate::sorting::sort_columns`] (and `sort_columns_by_key`), lane for lane,
-/// so the same bits. `false` (nothing touched) where no kernel applies: no AVX2, `SEMOT_SIMD`
-/// off, or shapes that do not match (a comparator `(i, j)` must have `i < j <` rows).
-///
-/// Each comparator is an elementwise compare-exchange of two rows, eight `f32` (four `f64`)
-/// lanes per AVX2 vector; the portable build is limited to SSE2 (see the sorting module for
-/// why it is not compiled for AVX2), half as wide. Columns past the last full vector
-/// take the portable operations.
-pub fn sort_columns_f32(
-    keys: &mut [f32],
-    payload: Option<&mut [f32]>,
-    lanes: usize,
-    network: &[(u32, u32)],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if sort_applies(
-        keys.len(),
-        payload.as_deref().map(<[f32]>::len),
-        lanes,
-        network,
-    ) {
-        // SAFETY: `sort_applies` checked that this CPU has AVX2 and that every comparator's
-        // rows lie inside `keys` (and `payload`, of the same length), which is all the kernel
-        // reads and writes.
-        unsafe { avx2::sort_columns_f32(keys, payload, lanes, network) };
-        return true;
-    }
-    let _ = (keys, payload, lanes, network);
-    false
+/// The safe entry points of the AVX2 network sort, one per float type.
+macro_rules! network_sort_entry {
+    ($(#[$doc:meta])* $name:ident, $t:ty) => {
+        $(#[$doc])*
+        pub fn $name(
+            keys: &mut [$t],
+            payload: Option<&mut [$t]>,
+            lanes: usize,
+            network: &[(u32, u32)],
+        ) -> bool {
+            #[cfg(target_arch = "x86_64")]
+            if sort_applies(keys.len(), payload.as_deref().map(<[$t]>::len), lanes, network) {
+                // SAFETY: `sort_applies` checked that this CPU has AVX2 and that every
+                // comparator's rows lie inside `keys` (and `payload`, of the same length),
+                // which is all the kernel reads and writes.
+                unsafe { avx2::$name(keys, payload, lanes, network) };
+                return true;
+            }
+            let _ = (keys, payload, lanes, network);
+            false
+        }
+    };
 }
 
-/// [`sort_columns_f32`] for `f64` (four lanes per vector).
-pub fn sort_columns_f64(
-    keys: &mut [f64],
-    payload: Option<&mut [f64]>,
-    lanes: usize,
-    network: &[(u32, u32)],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if sort_applies(
-        keys.len(),
-        payload.as_deref().map(<[f64]>::len),
-        lanes,
-        network,
-    ) {
-        // SAFETY: as in `sort_columns_f32`.
-        unsafe { avx2::sort_columns_f64(keys, payload, lanes, network) };
-        return true;
-    }
-    let _ = (keys, payload, lanes, network);
-    false
-}
+network_sort_entry!(
+    /// Sorts every column of the row-major `(keys.len() / lanes, lanes)` matrix `keys` with
+    /// the comparator network `network`, applying the same exchanges to `payload` where
+    /// given: the operations of [`crate::sorting::sort_columns`] (and `sort_columns_by_key`),
+    /// lane for lane, so the same bits. `false` (nothing touched) where no kernel applies: no
+    /// AVX2, `SEMOT_SIMD` off, or shapes that do not match (a comparator `(i, j)` must have
+    /// `i < j <` rows).
+    ///
+    /// Each comparator is an elementwise compare-exchange of two rows, eight `f32` lanes per
+    /// AVX2 vector; the portable build is limited to SSE2 (see the sorting module for why it
+    /// is not compiled for AVX2), half as wide. Columns past the last full vector take the
+    /// portable operations.
+    sort_columns_f32,
+    f32
+);
+network_sort_entry!(
+    /// [`sort_columns_f32`] for `f64` (four lanes per vector).
+    sort_columns_f64,
+    f64
+);
 
 /// Whether the AVX2 network sort runs: the CPU has AVX2, SIMD is not switched off, and the
 /// shapes are consistent (`len` a multiple of `lanes`, the payload as long, every comparator
