@@ -18,9 +18,10 @@
 //! * x86_64, AVX-512F: sixteen `f32` directions per vector, three vectors in flight; entry
 //!   positions are float offsets and the loads are two `vgatherdpd` of eight 64-bit entries
 //!   per step, split into weights and values by two permutes. The default on Intel and on
-//!   AMD from Zen 5 on ([`available`](crate::simd::available)): on the Intel Xeon measured it merged 1.7× faster than
-//!   the AVX2 kernel (with 32-bit gathers), on an AMD Zen 5 1.2× faster; on an AMD Zen 4 it
-//!   was 0.8-0.9× as fast (32-bit gathers).
+//!   AMD from Zen 5 on ([`available`](crate::simd::available)): on the Intel Xeon measured
+//!   it merged 1.7× faster than the AVX2 kernel (with 32-bit gathers), on an AMD Zen 5 1.6×
+//!   faster (1024² general clouds, with the 64-bit gathers and three vectors); on an AMD Zen 4
+//!   it was 0.8-0.9× as fast (32-bit gathers).
 //! * x86_64: AVX2, eight `f32` directions per vector, two vectors in flight. The eight loads
 //!   are scalar loads, not `vgatherdps`: on the machine measured (AMD Zen 4) the microcoded
 //!   gather was slower.
