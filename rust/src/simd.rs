@@ -57,6 +57,16 @@ pub enum CostKind {
 /// vectors they keep in flight.
 pub const BLOCK: usize = 16;
 
+/// Vectors of sixteen directions the AVX-512 kernel keeps in flight (see `avx512::merge` for
+/// the measurements).
+const AVX512_VECTORS: usize = 3;
+// `avx512::merge` takes the rest of a call in two vectors or one: it has arms for 3, 2 and 1.
+const _: () = assert!(AVX512_VECTORS == 3);
+
+/// Directions the AVX-512 kernel merges at once: the group [`crate::sliced::Sorted::pair_sums`]
+/// hands it, and the largest group of any kernel.
+pub const AVX512_GROUP: usize = AVX512_VECTORS * BLOCK;
+
 /// The largest `BLOCK · (n + 1)` for which entry indices fit the kernels' 32-bit lanes.
 const MAX_INDEX: usize = i32::MAX as usize;
 
@@ -322,7 +332,7 @@ fn sort_applies(len: usize, payload: Option<usize>, lanes: usize, network: &[(u3
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::BLOCK;
+    use super::{AVX512_GROUP, AVX512_VECTORS as V, BLOCK};
     use std::arch::x86_64::{
         __m512, __m512i, __mmask16, _mm512_abs_ps, _mm512_add_epi32, _mm512_castpd_ps,
         _mm512_castsi512_si256, _mm512_cmp_ps_mask, _mm512_extracti64x4_epi64, _mm512_i32gather_pd,
@@ -499,15 +509,15 @@ mod avx512 {
         // 64-bit gathers the step is bound by its dependency chain (weights, comparison,
         // index, gather), not by the loads: on an AMD Zen 5, 1024^2 general clouds took
         // 5.2-5.3 s with two vectors, 4.4-4.6 s with three, the same with four.
-        for (g, chunk) in out.chunks_mut(3 * LANES).enumerate() {
-            let done = g * 3 * LANES;
+        for (g, chunk) in out.chunks_mut(AVX512_GROUP).enumerate() {
+            let done = g * AVX512_GROUP;
             let (gx, gy) = ((x.0 + done * x.1, x.1), (y.0 + done * y.1, y.1));
             // SAFETY: the directions `done .. done + chunk.len()` of both clouds lie in `data`
             // (caller's contract), and each call reads `chunk.len()` of them.
             unsafe {
                 match (chunk.len() / LANES, abs) {
-                    (3, true) => merge_cost::<true, 3>(data, gx, gy, chunk),
-                    (3, false) => merge_cost::<false, 3>(data, gx, gy, chunk),
+                    (V, true) => merge_cost::<true, V>(data, gx, gy, chunk),
+                    (V, false) => merge_cost::<false, V>(data, gx, gy, chunk),
                     (2, true) => merge_cost::<true, 2>(data, gx, gy, chunk),
                     (2, false) => merge_cost::<false, 2>(data, gx, gy, chunk),
                     (_, true) => merge_cost::<true, 1>(data, gx, gy, chunk),

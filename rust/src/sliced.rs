@@ -235,7 +235,7 @@ impl<T: Real> Sorted<T> {
         out.fill(0.0);
         let group = pair_group(kernel);
         // Room for the largest group `pair_group` gives.
-        let mut sums = [T::zero(); 3 * simd::BLOCK];
+        let mut sums = [T::zero(); simd::AVX512_GROUP];
         for g0 in (0..blocked).step_by(group) {
             let len = (blocked - g0).min(group);
             for ((&(i, j), total), done) in pairs.iter().zip(out.iter_mut()).zip(&mut done) {
@@ -383,12 +383,13 @@ impl<T: Real> Lane<T> {
 }
 
 /// Directions of every pair of a tile that [`Sorted::pair_sums`] merges before the next
-/// group: what the kernel merges at once (three [`simd::BLOCK`]s for AVX-512, one otherwise), a
-/// multiple of four (the scalar merge's lock-step). For `n = 64` both clouds' blocks of a group
-/// take 17 KB (2 · 16 · 65 entries of 8 bytes for `f32`), 50 KB for AVX-512's 48 directions.
+/// group: what the kernel merges at once ([`simd::AVX512_GROUP`] for AVX-512, one
+/// [`simd::BLOCK`] otherwise), a multiple of four (the scalar merge's lock-step). For `n = 64`
+/// both clouds' blocks of a group take 17 KB (2 · 16 · 65 entries of 8 bytes for `f32`),
+/// 50 KB for AVX-512's 48 directions.
 fn pair_group(kernel: simd::Kernel) -> usize {
     if kernel == simd::Kernel::Avx512 {
-        3 * simd::BLOCK
+        simd::AVX512_GROUP
     } else {
         simd::BLOCK
     }
