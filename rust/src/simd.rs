@@ -5,11 +5,22 @@
 //!
 //! The merge of two sorted weighted sequences (see [`crate::wasserstein1d`]) takes exactly
 //! `n + m − 1` steps in every direction, so vector lanes holding different directions of the
-//! same pair of clouds stay in lock-step: each step gathers one entry per lane from each
-//! cloud, and no lane ever waits for another. The kernels here do, per lane, the operations of
-//! the scalar merge of [`crate::sliced`] in the same order (a multiply then an add, never a
-//! fused multiply-add), so each direction's sum has the same bits as the scalar one; the
-//! caller adds the directions up in the scalar order, so whole distances are bit-identical.
+//! same pair of clouds stay in lock-step: each step loads one entry per lane, the successor
+//! of the entry it consumed, and no lane ever waits for another. The kernels here do, per
+//! lane, the operations of the scalar merge of [`crate::sliced`] in the same order (a multiply
+//! then an add, never a fused multiply-add), so each direction's sum has the same bits as the
+//! scalar one; the caller adds the directions up in the scalar order, so whole distances are
+//! bit-identical.
+//!
+//! A lane holds its two current entries by role, not by cloud: the one the last step kept
+//! and the one it loaded. The costs `|d|` and `d²` are symmetric (`x − y` and `y − x` round
+//! to exact negatives), so a step needs only which of the two it consumes: the smaller weight.
+//! Where the weights are equal a lane may consume the second cloud's entry where the scalar
+//! merge consumes the first's; every later step with that same cumulative weight has zero mass
+//! and adds nothing, and both merges leave a run of equal weights in the same state, so the
+//! sums keep the scalar bits. Against per-cloud state this drops four selects and one bound
+//! per step: on an Intel Xeon (2 cores, 512² general clouds, n = 64, d = 256, L = 128) the
+//! AVX-512 kernel went from 0.97 to 0.89 s, the AVX2 one from 1.85 to 1.63 s.
 //!
 //! Both clouds' sorted representations lie in one allocation ([`crate::sliced::Sorted::joint`]),
 //! so one 32-bit entry index per lane addresses either, and each step loads only the entry it
@@ -19,24 +30,25 @@
 //!   positions are float offsets and the loads are two `vgatherdpd` of eight 64-bit entries
 //!   per step, split into weights and values by two permutes. The default on Intel and on
 //!   AMD from Zen 5 on ([`available`](crate::simd::available)): on the Intel Xeon measured
-//!   it merged 1.7× faster than the AVX2 kernel (with 32-bit gathers), on an AMD Zen 5 1.6×
-//!   faster (1024² general clouds, with the 64-bit gathers and three vectors); on an AMD Zen 4
-//!   it was 0.8-0.9× as fast (32-bit gathers).
+//!   it merged 1.8× faster than the AVX2 kernel (0.89 s against 1.63 s, above), on an AMD
+//!   Zen 5 1.6× faster (1024² general clouds, before the by-role state); on an AMD Zen 4 it
+//!   was 0.8-0.9× as fast (32-bit gathers).
 //! * x86_64: AVX2, eight `f32` directions per vector, two vectors in flight. The eight loads
 //!   are scalar loads, not `vgatherdps`: on the machine measured (AMD Zen 4) the microcoded
 //!   gather was slower.
 //! * aarch64: NEON, four `f32` directions per vector, four vectors in flight. NEON is part of
-//!   the aarch64 baseline (no build flag), but is still detected at run time like AVX2. The
-//!   scalar `if a < b { a } else { b }` is a compare and a select, not `vminq_f32`, which
-//!   differs from it on NaN and on zeros of either sign; there is no prefetch (the aarch64
-//!   prefetch intrinsic is not stable).
+//!   the aarch64 baseline (no build flag), but is still detected at run time like AVX2; there
+//!   is no prefetch (the aarch64 prefetch intrinsic is not stable).
 //!
 //! Everything else (other CPUs, `f64`, orders other than 1 and 2, or `SEMOT_SIMD=off` in the
 //! environment) takes the scalar merge, against which these kernels are tested bit for bit.
 //!
-//! Memory safety does not depend on the data: every index is clamped to its own direction's
-//! block before it is used, and the block sizes are checked against the slices on entry
-//! (for the sort: every comparator's rows against the matrix, before any access).
+//! Cumulative weights are never NaN and never −0 (they come from validated weights, see
+//! [`crate::wasserstein1d::sorted_representation`]), so `min` and `max` of two of them need no
+//! care for either. Memory safety does not depend on the data: every load index is clamped to
+//! the slice's last entry before it is used, and the block sizes are checked against the
+//! slice on entry (for the sort: every comparator's rows against the matrix, before any
+//! access).
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -336,7 +348,7 @@ mod avx512 {
     use std::arch::x86_64::{
         __m512, __m512i, __mmask16, _mm512_abs_ps, _mm512_add_epi32, _mm512_castpd_ps,
         _mm512_castsi512_si256, _mm512_cmp_ps_mask, _mm512_extracti64x4_epi64, _mm512_i32gather_pd,
-        _mm512_mask_add_epi32, _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_mov_ps,
+        _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_blend_ps, _mm512_max_ps,
         _mm512_min_epi32, _mm512_min_ps, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_ps,
         _mm512_set1_epi32, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
         _mm_prefetch, _CMP_GT_OQ, _CMP_LE_OQ, _MM_HINT_T0,
@@ -383,21 +395,30 @@ mod avx512 {
         )
     }
 
-    /// One vector of sixteen directions: the current entry of each cloud per lane, the merge
-    /// state, and the bounds of the lanes' positions. Positions are float offsets: entry `e`
-    /// is at `2e`.
+    /// One vector of sixteen directions: per lane the current entry of each cloud, the merge
+    /// state, and the float offset of the next entry of each. Positions are float offsets
+    /// into the joint slice: entry `e` is at `2e`.
+    ///
+    /// The two entries are held by role, not by cloud: `kept` is the entry the last step did
+    /// not consume, `new` the one it loaded (at the start: the first cloud's first entry and
+    /// the second's). The costs `|d|` and `d²` are symmetric in their two values (`x − y` and
+    /// `y − x` round to exact negatives), so a lane needs only which entry a step consumes, not
+    /// whose it is: that saves the four per-cloud selects of the loaded entry and one of the
+    /// two position bounds. Where both weights are equal the lane may consume the second
+    /// cloud's entry where the scalar merge consumes the first's; every step with that weight
+    /// but the first then has zero mass (and adds nothing), and both merges leave the run of
+    /// equal weights in the same state, so the sums keep the scalar bits.
     #[derive(Clone, Copy)]
     struct Lanes {
-        a: __m512,
-        xv: __m512,
-        b: __m512,
-        yv: __m512,
+        kept_w: __m512,
+        kept_v: __m512,
+        new_w: __m512,
+        new_v: __m512,
         prev: __m512,
         acc: __m512,
-        ix: __m512i,
-        iy: __m512i,
-        x_last: __m512i,
-        y_last: __m512i,
+        kept_next: __m512i,
+        new_next: __m512i,
+        last: __m512i,
     }
 
     impl Lanes {
@@ -405,42 +426,44 @@ mod avx512 {
         ///
         /// # Safety
         /// AVX-512F must be available, and `base` must be `merge`'s `data` under its contract
-        /// with directions `16v .. 16v + 16` among the caller's.
+        /// with directions `16v .. 16v + 16` among the caller's and `len` entries.
         #[inline]
         #[target_feature(enable = "avx512f")]
         unsafe fn new(
             base: *const [f32; 2],
+            len: usize,
             v: usize,
             (xo, sx): (usize, usize),
             (yo, sy): (usize, usize),
         ) -> Self {
             let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             // Lane k merges direction 16v + k, whose block of the first cloud starts at entry
-            // xo + (16v + k)·sx, float 2·(xo + (16v + k)·sx). Its last entry bounds the lane's
-            // position, which keeps every load in bounds whatever the weights hold.
-            let range = |o: usize, s: usize| {
-                let first = _mm512_add_epi32(
+            // xo + (16v + k)·sx, float 2·(xo + (16v + k)·sx).
+            let first = |o: usize, s: usize| {
+                _mm512_add_epi32(
                     _mm512_mullo_epi32(lane, _mm512_set1_epi32(2 * s as i32)),
                     _mm512_set1_epi32(2 * (o + LANES * v * s) as i32),
-                );
-                let last = _mm512_add_epi32(first, _mm512_set1_epi32(2 * (s as i32 - 1)));
-                (first, last)
+                )
             };
-            let ((ix, x_last), (iy, y_last)) = (range(xo, sx), range(yo, sy));
+            let (ix, iy) = (first(xo, sx), first(yo, sy));
             // SAFETY: the first entry of each lane's block is in bounds (caller's contract).
-            let ((a, xv), (b, yv)) = unsafe { (load16(base, ix), load16(base, iy)) };
+            let ((kept_w, kept_v), (new_w, new_v)) =
+                unsafe { (load16(base, ix), load16(base, iy)) };
+            let entry = _mm512_set1_epi32(2);
             let zero = _mm512_setzero_ps();
             Self {
-                a,
-                xv,
-                b,
-                yv,
+                kept_w,
+                kept_v,
+                new_w,
+                new_v,
                 prev: zero,
                 acc: zero,
-                ix,
-                iy,
-                x_last,
-                y_last,
+                kept_next: _mm512_add_epi32(ix, entry),
+                new_next: _mm512_add_epi32(iy, entry),
+                // The last entry of the slice: with sane weights a lane never leaves its own
+                // blocks (the sentinels stop it); whatever the weights hold, no load leaves
+                // the slice.
+                last: _mm512_set1_epi32(2 * (len as i32 - 1)),
             }
         }
 
@@ -451,11 +474,10 @@ mod avx512 {
         #[inline]
         #[target_feature(enable = "avx512f")]
         unsafe fn step<const ABS: bool>(&mut self, base: *const [f32; 2]) {
-            // `vminps` gives its second operand unless the first is smaller: the scalar
-            // `if a < b { a } else { b }`, NaN and signed zeros included.
-            let t = _mm512_min_ps(self.a, self.b);
+            // `vminps` of two weights in [0, 2]: the smaller, either where they are equal.
+            let t = _mm512_min_ps(self.kept_w, self.new_w);
             let dt = _mm512_sub_ps(t, self.prev);
-            let d = _mm512_sub_ps(self.xv, self.yv);
+            let d = _mm512_sub_ps(self.kept_v, self.new_v);
             let term = if ABS {
                 _mm512_abs_ps(d)
             } else {
@@ -468,22 +490,19 @@ mod avx512 {
             let positive: __mmask16 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(dt, _mm512_setzero_ps());
             self.acc = _mm512_mask_add_ps(self.acc, positive, self.acc, _mm512_mul_ps(dt, term));
             self.prev = t;
-            // Set where the first cloud advances, clear where the second does.
-            let adv: __mmask16 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.a, self.b);
-            let entry = _mm512_set1_epi32(2);
-            let ix = _mm512_mask_add_epi32(self.ix, adv, self.ix, entry);
-            let iy = _mm512_mask_add_epi32(self.iy, !adv, self.iy, entry);
-            self.ix = _mm512_min_epi32(ix, self.x_last);
-            self.iy = _mm512_min_epi32(iy, self.y_last);
-            // Only the entry the step consumed is replaced, by the next one of its cloud.
-            let next = _mm512_mask_blend_epi32(adv, self.iy, self.ix);
-            // SAFETY: `next` is a lane's `ix` or `iy`, each within its own block of the slice
-            // (it starts at the block's first entry, only grows, and is bounded by its last).
-            let (w, val) = unsafe { load16(base, next) };
-            self.a = _mm512_mask_mov_ps(self.a, adv, w);
-            self.xv = _mm512_mask_mov_ps(self.xv, adv, val);
-            self.b = _mm512_mask_mov_ps(w, adv, self.b);
-            self.yv = _mm512_mask_mov_ps(val, adv, self.yv);
+            // Set where the kept entry is consumed (it is the smaller), clear where the new one
+            // is; the other one is kept.
+            let kept_goes: __mmask16 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.kept_w, self.new_w);
+            self.kept_w = _mm512_max_ps(self.kept_w, self.new_w);
+            self.kept_v = _mm512_mask_blend_ps(kept_goes, self.kept_v, self.new_v);
+            let load = _mm512_mask_blend_epi32(kept_goes, self.new_next, self.kept_next);
+            self.kept_next = _mm512_mask_blend_epi32(kept_goes, self.kept_next, self.new_next);
+            let load = _mm512_min_epi32(load, self.last);
+            self.new_next = _mm512_add_epi32(load, _mm512_set1_epi32(2));
+            // SAFETY: every lane of `load` is at most the float offset of the slice's last
+            // entry, and at least that of a lane's first entry: positions start at a block's
+            // first entry (in bounds, `new`'s contract) and only grow.
+            (self.new_w, self.new_v) = unsafe { load16(base, load) };
         }
     }
 
@@ -508,7 +527,9 @@ mod avx512 {
         // Three vectors in flight (48 directions), then two or one for the rest. With the
         // 64-bit gathers the step is bound by its dependency chain (weights, comparison,
         // index, gather), not by the loads: on an AMD Zen 5, 1024^2 general clouds took
-        // 5.2-5.3 s with two vectors, 4.4-4.6 s with three, the same with four.
+        // 5.2-5.3 s with two vectors, 4.4-4.6 s with three, the same with four. With the
+        // by-role state, on an Intel Xeon (512^2): 0.88-0.90 s with three, 0.85-0.91 s with
+        // four, 0.87-0.94 s with five.
         for (g, chunk) in out.chunks_mut(AVX512_GROUP).enumerate() {
             let done = g * AVX512_GROUP;
             let (gx, gy) = ((x.0 + done * x.1, x.1), (y.0 + done * y.1, y.1));
@@ -551,7 +572,8 @@ mod avx512 {
         // SAFETY: the blocks of directions 0..16V lie in `data` (caller's contract), and
         // `step` keeps each lane's position inside its own block.
         unsafe {
-            let mut lanes: [Lanes; V] = std::array::from_fn(|v| Lanes::new(base, v, x, y));
+            let mut lanes: [Lanes; V] =
+                std::array::from_fn(|v| Lanes::new(base, data.len(), v, x, y));
             for _ in 0..steps {
                 for s in &mut lanes {
                     s.step::<ABS>(base);
@@ -574,8 +596,8 @@ mod avx2 {
         _mm256_loadu_pd, _mm256_loadu_ps, _mm256_max_pd, _mm256_max_ps, _mm256_min_epi32,
         _mm256_min_pd, _mm256_min_ps, _mm256_mul_ps, _mm256_mullo_epi32, _mm256_set1_epi32,
         _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_pd,
-        _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_ps, _mm256_xor_si256,
-        _mm_load_sd, _mm_loadh_pd, _mm_prefetch, _CMP_GT_OQ, _CMP_LE_OQ, _CMP_LT_OQ, _MM_HINT_T0,
+        _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_ps, _mm_load_sd, _mm_loadh_pd,
+        _mm_prefetch, _CMP_GT_OQ, _CMP_LE_OQ, _CMP_LT_OQ, _MM_HINT_T0,
     };
 
     /// Loads the entries at `idx` (eight lanes, entry indices into `base`) as `(weights,
@@ -614,64 +636,62 @@ mod avx2 {
         )
     }
 
-    /// One vector of eight directions: the current entry of each cloud per lane, the merge
-    /// state, and the bounds of the lanes' indices.
+    /// One vector of eight directions: per lane the two current entries, held by role as in
+    /// the AVX-512 kernel (`kept` and `new`, see `avx512::Lanes`), the merge state, and the
+    /// entry index of the next entry of each.
     #[derive(Clone, Copy)]
     struct Lanes {
-        a: __m256,
-        xv: __m256,
-        b: __m256,
-        yv: __m256,
+        kept_w: __m256,
+        kept_v: __m256,
+        new_w: __m256,
+        new_v: __m256,
         prev: __m256,
         acc: __m256,
-        ix: __m256i,
-        iy: __m256i,
-        x_last: __m256i,
-        y_last: __m256i,
+        kept_next: __m256i,
+        new_next: __m256i,
+        last: __m256i,
     }
 
     impl Lanes {
         /// The lanes of directions `8v .. 8v + 8`.
         ///
         /// # Safety
-        /// AVX2 must be available, and `base` must be `merge`'s `data` under its contract.
+        /// AVX2 must be available, and `base` must be `merge`'s `data` under its contract,
+        /// with `len` entries.
         #[inline]
         #[target_feature(enable = "avx2")]
         unsafe fn new(
             base: *const [f32; 2],
+            len: usize,
             v: usize,
             (xo, sx): (usize, usize),
             (yo, sy): (usize, usize),
         ) -> Self {
             let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             // Lane k merges direction 8v + k, whose block of the first cloud starts at entry
-            // xo + (8v + k)·sx. Its last entry bounds the lane's index, which keeps every
-            // load in bounds whatever the weights hold.
-            let range = |o: usize, s: usize| {
-                let first = _mm256_add_epi32(
+            // xo + (8v + k)·sx.
+            let first = |o: usize, s: usize| {
+                _mm256_add_epi32(
                     _mm256_mullo_epi32(lane, _mm256_set1_epi32(s as i32)),
                     _mm256_set1_epi32((o + 8 * v * s) as i32),
-                );
-                (
-                    first,
-                    _mm256_add_epi32(first, _mm256_set1_epi32(s as i32 - 1)),
                 )
             };
-            let ((ix, x_last), (iy, y_last)) = (range(xo, sx), range(yo, sy));
+            let (ix, iy) = (first(xo, sx), first(yo, sy));
             // SAFETY: the first entry of each lane's block is in bounds (caller's contract).
-            let ((a, xv), (b, yv)) = unsafe { (load8(base, ix), load8(base, iy)) };
+            let ((kept_w, kept_v), (new_w, new_v)) = unsafe { (load8(base, ix), load8(base, iy)) };
+            let one = _mm256_set1_epi32(1);
             let zero = _mm256_setzero_ps();
             Self {
-                a,
-                xv,
-                b,
-                yv,
+                kept_w,
+                kept_v,
+                new_w,
+                new_v,
                 prev: zero,
                 acc: zero,
-                ix,
-                iy,
-                x_last,
-                y_last,
+                kept_next: _mm256_add_epi32(ix, one),
+                new_next: _mm256_add_epi32(iy, one),
+                // The slice's last entry bounds every load, whatever the weights hold.
+                last: _mm256_set1_epi32(len as i32 - 1),
             }
         }
 
@@ -682,9 +702,9 @@ mod avx2 {
         #[inline]
         #[target_feature(enable = "avx2")]
         unsafe fn step<const ABS: bool>(&mut self, base: *const [f32; 2]) {
-            let t = _mm256_min_ps(self.a, self.b);
+            let t = _mm256_min_ps(self.kept_w, self.new_w);
             let dt = _mm256_sub_ps(t, self.prev);
-            let d = _mm256_sub_ps(self.xv, self.yv);
+            let d = _mm256_sub_ps(self.kept_v, self.new_v);
             let term = if ABS {
                 _mm256_andnot_ps(_mm256_set1_ps(-0.0), d)
             } else {
@@ -694,21 +714,18 @@ mod avx2 {
             let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(dt, _mm256_setzero_ps());
             self.acc = _mm256_add_ps(self.acc, _mm256_and_ps(positive, _mm256_mul_ps(dt, term)));
             self.prev = t;
-            let adv_ps = _mm256_cmp_ps::<_CMP_LE_OQ>(self.a, self.b);
-            // -1 where the first cloud advances, 0 where the second does.
-            let adv = _mm256_castps_si256(adv_ps);
-            let not_adv = _mm256_xor_si256(adv, _mm256_set1_epi32(-1));
-            self.ix = _mm256_min_epi32(_mm256_sub_epi32(self.ix, adv), self.x_last);
-            self.iy = _mm256_min_epi32(_mm256_sub_epi32(self.iy, not_adv), self.y_last);
-            // Only the entry the step consumed is replaced, by the next one of its cloud.
-            let next = _mm256_blendv_epi8(self.iy, self.ix, adv);
-            // SAFETY: `next` is a lane's `ix` or `iy`, each within its own block of the slice
-            // (it starts at the block's first entry, only grows, and is bounded by its last).
-            let (w, val) = unsafe { load8(base, next) };
-            self.a = _mm256_blendv_ps(self.a, w, adv_ps);
-            self.xv = _mm256_blendv_ps(self.xv, val, adv_ps);
-            self.b = _mm256_blendv_ps(w, self.b, adv_ps);
-            self.yv = _mm256_blendv_ps(val, self.yv, adv_ps);
+            // All ones where the kept entry is consumed, zero where the new one is.
+            let kept_goes = _mm256_cmp_ps::<_CMP_LE_OQ>(self.kept_w, self.new_w);
+            let goes = _mm256_castps_si256(kept_goes);
+            self.kept_w = _mm256_max_ps(self.kept_w, self.new_w);
+            self.kept_v = _mm256_blendv_ps(self.kept_v, self.new_v, kept_goes);
+            let load = _mm256_blendv_epi8(self.new_next, self.kept_next, goes);
+            self.kept_next = _mm256_blendv_epi8(self.kept_next, self.new_next, goes);
+            let load = _mm256_min_epi32(load, self.last);
+            self.new_next = _mm256_add_epi32(load, _mm256_set1_epi32(1));
+            // SAFETY: every lane of `load` is at most the index of the slice's last entry, and
+            // at least a lane's first entry (positions start there and only grow).
+            (self.new_w, self.new_v) = unsafe { load8(base, load) };
         }
     }
 
@@ -760,8 +777,8 @@ mod avx2 {
         // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), and `step`
         // keeps each lane's index inside its own block.
         unsafe {
-            let mut s0 = Lanes::new(base, 0, x, y);
-            let mut s1 = Lanes::new(base, 1, x, y);
+            let mut s0 = Lanes::new(base, data.len(), 0, x, y);
+            let mut s1 = Lanes::new(base, data.len(), 1, x, y);
             for _ in 0..steps {
                 s0.step::<ABS>(base);
                 s1.step::<ABS>(base);
@@ -868,9 +885,9 @@ mod neon {
     use super::BLOCK;
     use std::arch::aarch64::{
         float32x4_t, uint32x4_t, vabsq_f32, vaddq_f32, vaddq_u32, vandq_u32, vbslq_f32, vbslq_u32,
-        vcgtq_f32, vcleq_f32, vcltq_f32, vcombine_f32, vdupq_n_f32, vdupq_n_u32, vgetq_lane_u32,
-        vld1_f32, vld1q_u32, vminq_u32, vmulq_f32, vmvnq_u32, vreinterpretq_f32_u32,
-        vreinterpretq_u32_f32, vst1q_f32, vsubq_f32, vsubq_u32, vuzp1q_f32, vuzp2q_f32,
+        vcgtq_f32, vcleq_f32, vcombine_f32, vdupq_n_f32, vdupq_n_u32, vgetq_lane_u32, vld1_f32,
+        vld1q_u32, vmaxq_f32, vminq_f32, vminq_u32, vmulq_f32, vreinterpretq_f32_u32,
+        vreinterpretq_u32_f32, vst1q_f32, vsubq_f32, vuzp1q_f32, vuzp2q_f32,
     };
 
     /// Loads the entries at `idx` (four lanes, entry indices into `base`) as `(weights,
@@ -898,59 +915,60 @@ mod neon {
         (vuzp1q_f32(lo, hi), vuzp2q_f32(lo, hi))
     }
 
-    /// One vector of four directions: the current entry of each cloud per lane, the merge
-    /// state, and the bounds of the lanes' indices.
+    /// One vector of four directions: per lane the two current entries, held by role as in
+    /// the AVX-512 kernel (`kept` and `new`, see `avx512::Lanes`), the merge state, and the
+    /// entry index of the next entry of each.
     #[derive(Clone, Copy)]
     struct Lanes {
-        a: float32x4_t,
-        xv: float32x4_t,
-        b: float32x4_t,
-        yv: float32x4_t,
+        kept_w: float32x4_t,
+        kept_v: float32x4_t,
+        new_w: float32x4_t,
+        new_v: float32x4_t,
         prev: float32x4_t,
         acc: float32x4_t,
-        ix: uint32x4_t,
-        iy: uint32x4_t,
-        x_last: uint32x4_t,
-        y_last: uint32x4_t,
+        kept_next: uint32x4_t,
+        new_next: uint32x4_t,
+        last: uint32x4_t,
     }
 
     impl Lanes {
         /// The lanes of directions `4v .. 4v + 4`.
         ///
         /// # Safety
-        /// NEON must be available, and `base` must be `merge`'s `data` under its contract.
+        /// NEON must be available, and `base` must be `merge`'s `data` under its contract,
+        /// with `len` entries.
         #[inline]
         #[target_feature(enable = "neon")]
         unsafe fn new(
             base: *const [f32; 2],
+            len: usize,
             v: usize,
             (xo, sx): (usize, usize),
             (yo, sy): (usize, usize),
         ) -> Self {
             // Lane k merges direction 4v + k, whose block of the first cloud starts at entry
-            // xo + (4v + k)·sx. Its last entry bounds the lane's index, which keeps every
-            // load in bounds whatever the weights hold.
-            let range = |o: usize, s: usize| {
+            // xo + (4v + k)·sx.
+            let first = |o: usize, s: usize| {
                 let first: [u32; 4] = std::array::from_fn(|k| (o + (4 * v + k) * s) as u32);
                 // SAFETY: `first` holds the four u32 the load reads.
-                let first = unsafe { vld1q_u32(first.as_ptr()) };
-                (first, vaddq_u32(first, vdupq_n_u32(s as u32 - 1)))
+                unsafe { vld1q_u32(first.as_ptr()) }
             };
-            let ((ix, x_last), (iy, y_last)) = (range(xo, sx), range(yo, sy));
+            let (ix, iy) = (first(xo, sx), first(yo, sy));
             // SAFETY: the first entry of each lane's block is in bounds (caller's contract).
-            let ((a, xv), (b, yv)) = unsafe { (load4(base, ix), load4(base, iy)) };
+            let ((kept_w, kept_v), (new_w, new_v)) = unsafe { (load4(base, ix), load4(base, iy)) };
+            let one = vdupq_n_u32(1);
             let zero = vdupq_n_f32(0.0);
             Self {
-                a,
-                xv,
-                b,
-                yv,
+                kept_w,
+                kept_v,
+                new_w,
+                new_v,
                 prev: zero,
                 acc: zero,
-                ix,
-                iy,
-                x_last,
-                y_last,
+                kept_next: vaddq_u32(ix, one),
+                new_next: vaddq_u32(iy, one),
+                // The slice's last entry bounds every load, whatever the weights hold.
+                last: vdupq_n_u32(len as u32 - 1),
             }
         }
 
@@ -961,10 +979,10 @@ mod neon {
         #[inline]
         #[target_feature(enable = "neon")]
         unsafe fn step<const ABS: bool>(&mut self, base: *const [f32; 2]) {
-            // `if a < b { a } else { b }`: b where a is NaN or equal, unlike `vminq_f32`.
-            let t = vbslq_f32(vcltq_f32(self.a, self.b), self.a, self.b);
+            // Two weights in [0, 2] (never NaN, never -0): the smaller, either where equal.
+            let t = vminq_f32(self.kept_w, self.new_w);
             let dt = vsubq_f32(t, self.prev);
-            let d = vsubq_f32(self.xv, self.yv);
+            let d = vsubq_f32(self.kept_v, self.new_v);
             let term = if ABS { vabsq_f32(d) } else { vmulq_f32(d, d) };
             // A step of zero mass adds nothing, even where the cost is not finite. A multiply
             // then an add, as the scalar merge does (not `vfmaq_f32`/`vmlaq_f32`).
@@ -972,19 +990,17 @@ mod neon {
             let mass = vandq_u32(positive, vreinterpretq_u32_f32(vmulq_f32(dt, term)));
             self.acc = vaddq_f32(self.acc, vreinterpretq_f32_u32(mass));
             self.prev = t;
-            // All ones where the first cloud advances, 0 where the second does.
-            let adv = vcleq_f32(self.a, self.b);
-            self.ix = vminq_u32(vsubq_u32(self.ix, adv), self.x_last);
-            self.iy = vminq_u32(vsubq_u32(self.iy, vmvnq_u32(adv)), self.y_last);
-            // Only the entry the step consumed is replaced, by the next one of its cloud.
-            let next = vbslq_u32(adv, self.ix, self.iy);
-            // SAFETY: `next` is a lane's `ix` or `iy`, each within its own block of the slice
-            // (it starts at the block's first entry, only grows, and is bounded by its last).
-            let (w, val) = unsafe { load4(base, next) };
-            self.a = vbslq_f32(adv, w, self.a);
-            self.xv = vbslq_f32(adv, val, self.xv);
-            self.b = vbslq_f32(adv, self.b, w);
-            self.yv = vbslq_f32(adv, self.yv, val);
+            // All ones where the kept entry is consumed, zero where the new one is.
+            let goes = vcleq_f32(self.kept_w, self.new_w);
+            self.kept_w = vmaxq_f32(self.kept_w, self.new_w);
+            self.kept_v = vbslq_f32(goes, self.new_v, self.kept_v);
+            let load = vbslq_u32(goes, self.kept_next, self.new_next);
+            self.kept_next = vbslq_u32(goes, self.new_next, self.kept_next);
+            let load = vminq_u32(load, self.last);
+            self.new_next = vaddq_u32(load, vdupq_n_u32(1));
+            // SAFETY: every lane of `load` is at most the index of the slice's last entry, and
+            // at least a lane's first entry (positions start there and only grow).
+            (self.new_w, self.new_v) = unsafe { load4(base, load) };
         }
     }
 
@@ -1029,10 +1045,10 @@ mod neon {
         // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), and `step`
         // keeps each lane's index inside its own block.
         unsafe {
-            let mut s0 = Lanes::new(base, 0, x, y);
-            let mut s1 = Lanes::new(base, 1, x, y);
-            let mut s2 = Lanes::new(base, 2, x, y);
-            let mut s3 = Lanes::new(base, 3, x, y);
+            let mut s0 = Lanes::new(base, data.len(), 0, x, y);
+            let mut s1 = Lanes::new(base, data.len(), 1, x, y);
+            let mut s2 = Lanes::new(base, data.len(), 2, x, y);
+            let mut s3 = Lanes::new(base, data.len(), 3, x, y);
             for _ in 0..steps {
                 s0.step::<ABS>(base);
                 s1.step::<ABS>(base);
