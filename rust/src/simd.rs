@@ -124,10 +124,10 @@ pub fn kernel() -> Kernel {
 /// none).
 ///
 /// On x86_64 the AVX-512 kernel comes first on Intel CPUs and on AMD from Zen 5 on (family
-/// `0x1A`), whose gathers pay: on the Intel Xeon measured (2 cores) it merged 1.7× faster than
-/// the AVX2 kernel, whose loads are scalar; on an AMD Zen 5 (EPYC, 2 cores) 1.2× faster
-/// (1.39-1.44 s against 1.71-1.78 s on 512 × 512 general-weight clouds, n = 64, d = 256,
-/// L = 128). On AMD Zen 4 (family `0x19`), whose gathers are slow, the AVX2 kernel was the
+/// `0x1A`), whose gathers pay: on an Intel Xeon (2 cores, family 6 model 167) it merged 1.89×
+/// faster than the AVX2 kernel, whose loads are scalar (3.71 s against 7.01 s on 1024 × 1024
+/// general-weight clouds, n = 64, d = 256, L = 128, `benches/report.py`); on an AMD Zen 5
+/// (EPYC, 2 cores) 1.58× faster (4.17 s against 6.58 s, before the by-role lane state). On AMD Zen 4 (family `0x19`), whose gathers are slow, the AVX2 kernel was the
 /// faster one (0.59 s against 0.75 s at 256 × 256, measured before the AVX-512 loads became
 /// 64-bit gathers), so earlier AMD CPUs keep it first (`SEMOT_SIMD=avx512` selects the other).
 pub fn available() -> Vec<Kernel> {
