@@ -569,8 +569,8 @@ mod avx512 {
                 _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(e).cast::<i8>());
             }
         }
-        // SAFETY: the blocks of directions 0..16V lie in `data` (caller's contract), and
-        // `step` keeps each lane's position inside its own block.
+        // SAFETY: the blocks of directions 0..16V lie in `data` (caller's contract), so
+        // `Lanes::new` loads in bounds, and `step` clamps every load to the slice's last entry.
         unsafe {
             let mut lanes: [Lanes; V] =
                 std::array::from_fn(|v| Lanes::new(base, data.len(), v, x, y));
@@ -774,8 +774,8 @@ mod avx2 {
                 _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(e).cast::<i8>());
             }
         }
-        // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), and `step`
-        // keeps each lane's index inside its own block.
+        // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), so
+        // `Lanes::new` loads in bounds, and `step` clamps every load to the slice's last entry.
         unsafe {
             let mut s0 = Lanes::new(base, data.len(), 0, x, y);
             let mut s1 = Lanes::new(base, data.len(), 1, x, y);
@@ -1042,8 +1042,8 @@ mod neon {
     ) -> [f32; BLOCK] {
         let steps = x.1 + y.1 - 3;
         let base = data.as_ptr();
-        // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), and `step`
-        // keeps each lane's index inside its own block.
+        // SAFETY: the blocks of directions 0..16 lie in `data` (caller's contract), so
+        // `Lanes::new` loads in bounds, and `step` clamps every load to the slice's last entry.
         unsafe {
             let mut s0 = Lanes::new(base, data.len(), 0, x, y);
             let mut s1 = Lanes::new(base, data.len(), 1, x, y);
