@@ -194,6 +194,79 @@ def test_worker_killed_mid_run_is_recomputed(client):
     assert killed[0] not in worker_pids(client).values()  # the nanny started a new one
 
 
+def lost_inputs_case(name):
+    """A call of the Dask path and the single-process call it must equal."""
+    rng = np.random.default_rng(8)
+    if name == "sinkhorn-cdist":
+        a, b = clouds(rng, 60, n=24, d=8), clouds(rng, 60, n=24, d=8)
+        return (
+            lambda **kw: sd.sinkhorn_cdist(a, b, reg=2.0, block_size=10, **kw),
+            semot.sinkhorn_cdist(a, b, reg=2.0),
+        )
+    a, b = clouds(rng, 40), clouds(rng, 35)
+    return lambda **kw: sd.match(a, b, block_size=4, **kw), semot.match(a, b)
+
+
+@pytest.mark.parametrize("name", ["sinkhorn-cdist", "match"])
+def test_lost_scattered_inputs_are_sent_again(client, monkeypatch, name):
+    # Dask's active memory manager drops extra replicas of scattered data, so the worker that
+    # dies may hold the last copy of the clouds: its blocks come back cancelled. Here every
+    # input is scattered to one worker only and its holders are killed after the first block.
+    run, want = lost_inputs_case(name)
+    shipped = []
+    scatter = client.scatter
+
+    def one_copy(data, **kw):
+        fut = scatter(data, **{**kw, "broadcast": False})
+        shipped.append(fut)
+        return fut
+
+    monkeypatch.setattr(client, "scatter", one_copy)
+    killed = []
+    first = []
+
+    def kill_holders(done, total):
+        if done >= 1 and not killed:
+            first.extend(shipped)
+            pids = worker_pids(client)
+            holders = {w for ws in client.who_has(first).values() for w in ws}
+            for address in holders:
+                os.kill(pids[address], signal.SIGKILL)
+                killed.append(pids[address])
+
+    got = run(client=client, progress=kill_holders)
+    assert killed and len(shipped) > len(first)  # the inputs were sent again
+    if name == "sinkhorn-cdist":
+        assert np.array_equal(got, want)
+    else:
+        pd.testing.assert_frame_equal(got, want)
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_a_cancelled_block_without_reship_is_an_error(client):
+    from semot.distributed.blocks import Block
+    from semot.distributed.client import run_blocks
+
+    def slow(x):
+        time.sleep(2)
+        return x
+
+    blocks = [Block(index=0, r0=0, r1=1, c0=0, c1=1)]
+    futs = []
+
+    def submit(blk):
+        futs.append(client.submit(slow, blk.index, pure=False))
+        return futs[-1]
+
+    import threading
+
+    timer = threading.Timer(0.5, lambda: client.cancel(futs))
+    timer.start()
+    with pytest.raises(RuntimeError, match="block 0 was cancelled"):
+        run_blocks(client, blocks, submit, lambda b, r: None, progress=False, desc="t", timeout=10)
+    timer.join()
+
+
 def test_ctrl_c_cancels_blocks_and_the_run_resumes(client, tmp_path):
     rng = np.random.default_rng(7)
     a, b = clouds(rng, 60, n=24, d=8), clouds(rng, 60, n=24, d=8)

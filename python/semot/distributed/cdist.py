@@ -134,9 +134,10 @@ def _run_cdist(
                 take_topk(blk, smallest_k(sink.read(blk), top_k, blk.c0))
         todo = [b for b in blocks if b.index not in done]
         if todo:
-            fk, fa, fb = scatter(c, kernel, ca, cb)
+            shipped = scatter(c, kernel, ca, cb)
 
             def submit(blk: Block) -> Future[Any]:
+                fk, fa, fb = shipped
                 return c.submit(
                     cdist_block, fk, fa, fb, blk, sink, top_k,
                     key=f"semot-{desc}-{blk.index}-{os.urandom(4).hex()}",
@@ -160,13 +161,19 @@ def _run_cdist(
                 if record is not None:
                     record.save(force=True)
 
+            def reship() -> None:
+                nonlocal shipped
+                for f in shipped:
+                    f.release()
+                shipped = scatter(c, kernel, ca, cb)
+
             try:
                 run_blocks(
                     c, todo, submit, on_result, progress=progress, desc=desc, timeout=timeout,
-                    n_done=len(blocks) - len(todo), on_stop=on_stop,
+                    n_done=len(blocks) - len(todo), on_stop=on_stop, reship=reship,
                 )  # fmt: skip
             finally:
-                for f in (fk, fa, fb):
+                for f in shipped:
                     f.release()
             if record is not None:
                 record.save(force=True)

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
@@ -32,6 +33,7 @@ from semot.distributed.blocks import Block
 from semot.errors import SchedulerUnavailableError
 
 __all__ = [
+    "MAX_RESHIPS",
     "ClientLike",
     "Progress",
     "ProgressBar",
@@ -223,6 +225,10 @@ def _ping(client: Client, timeout: float) -> int:
     return int(box["n"])
 
 
+#: How many times :func:`run_blocks` sends lost inputs again within one call.
+MAX_RESHIPS = 3
+
+
 def run_blocks(
     client: Client,
     blocks: Sequence[Block],
@@ -234,19 +240,37 @@ def run_blocks(
     timeout: float,
     n_done: int = 0,
     on_stop: Callable[[], None] | None = None,
+    reship: Callable[[], None] | None = None,
 ) -> None:
     """Submit ``blocks`` and hand each result to ``on_result`` as it arrives.
 
     Raises :class:`SchedulerUnavailableError` when the scheduler goes away or stops answering,
     or when no worker is left for ``timeout`` seconds. On any exit before the end (Ctrl-C,
     errors) the remaining blocks are cancelled and ``on_stop`` runs.
+
+    A block the scheduler cancels while the client runs lost an input: Dask's active memory
+    manager drops the extra replicas of scattered data, so a worker that dies can take the
+    last copy with it. ``reship`` (which sends the inputs again, for the next ``submit``) then
+    runs, once per loss, and the cancelled blocks are submitted again, at most
+    :data:`MAX_RESHIPS` times per call; without ``reship`` the cancellation is an error.
     """
     bar = ProgressBar(n_done + len(blocks), n_done, desc, progress)
     futures: dict[Future[Any], Block] = {}
+    # Which shipment of the inputs each block's future uses: a cancelled block from an older
+    # shipment than the current one is resubmitted without shipping again.
+    shipment: dict[Future[Any], int] = {}
+    current = 0
     address = client.scheduler.address
+
+    def send(blk: Block) -> Future[Any]:
+        fut = submit(blk)
+        futures[fut] = blk
+        shipment[fut] = current
+        return fut
+
     try:
         for blk in blocks:
-            futures[submit(blk)] = blk
+            send(blk)
         ac = as_completed(list(futures), loop=client.loop)
         last_seen = time.monotonic()
         no_workers_since: float | None = None
@@ -277,26 +301,39 @@ def run_blocks(
             last_seen = time.monotonic()
             for fut in batch:
                 blk = futures.pop(fut)
-                if fut.status == "cancelled":
-                    if client.status == "running":
-                        raise RuntimeError(f"{desc}: block {blk.index} was cancelled")
-                    raise SchedulerUnavailableError(
-                        f"lost the Dask scheduler at {address}: the blocks were cancelled "
-                        f"(client {client.status})"
-                    )
-                try:
-                    result = fut.result()
-                except Exception as e:
-                    if fut.status == "error":
-                        raise  # the block itself failed
-                    # Fetching a finished result failed: a connection problem, unless the
-                    # scheduler still answers.
+                shipped = shipment.pop(fut)
+                result: Any = None
+                # A block may be cancelled between its status and its result.
+                cancelled = fut.status == "cancelled"
+                if not cancelled:
+                    try:
+                        result = fut.result()
+                    except Exception as e:
+                        if fut.status == "error":
+                            raise  # the block itself failed
+                        cancelled = isinstance(e, CancelledError) or fut.status == "cancelled"
+                        if not cancelled:
+                            # Fetching a finished result failed: a connection problem,
+                            # unless the scheduler still answers.
+                            if client.status != "running":
+                                raise SchedulerUnavailableError(
+                                    f"lost the Dask scheduler at {address}: {e}"
+                                ) from None
+                            _ping(client, timeout)
+                            raise
+                if cancelled:
                     if client.status != "running":
                         raise SchedulerUnavailableError(
-                            f"lost the Dask scheduler at {address}: {e}"
-                        ) from None
-                    _ping(client, timeout)
-                    raise
+                            f"lost the Dask scheduler at {address}: the blocks were cancelled "
+                            f"(client {client.status})"
+                        )
+                    if reship is None or (shipped == current and current >= MAX_RESHIPS):
+                        raise RuntimeError(f"{desc}: block {blk.index} was cancelled")
+                    if shipped == current:
+                        reship()
+                        current += 1
+                    ac.add(send(blk))
+                    continue
                 fut.release()
                 on_result(blk, result)
                 bar.update()

@@ -236,27 +236,39 @@ def match(
     todo = [b for b in blocks if b.index not in parts]
     if todo:
         with connect(client, timeout) as c:
-            f_src, f_tgt = scatter(c, src.clouds, tgt.clouds)
-            extra: list[Future[Any]] = []
-            if search is not None:
+
+            def ship() -> list[Future[Any]]:
+                # The clouds on every worker; for a candidate search also the inputs of its
+                # features and the target's features (computed once, on one worker; Dask
+                # sends them to each worker that needs them).
+                f_src, f_tgt = scatter(c, src.clouds, tgt.clouds)
+                if search is None:
+                    return [f_src, f_tgt]
                 fsrc_in = f_src if src_in is src.clouds else scatter(c, src_in)[0]
                 ftgt_in = f_tgt if tgt_in is tgt.clouds else scatter(c, tgt_in)[0]
-                # Computed once, on one worker; Dask sends it to each worker that needs it.
                 ftgt_feat = c.submit(_target_features, search, ftgt_in, pure=False)
-                extra = [fsrc_in, ftgt_in, ftgt_feat]
+                return [f_src, f_tgt, fsrc_in, ftgt_in, ftgt_feat]
 
-                def submit(blk: Block) -> Future[Any]:
+            shipped = ship()
+
+            def submit(blk: Block) -> Future[Any]:
+                if search is not None:
+                    f_src, f_tgt, fsrc_in, _, ftgt_feat = shipped
                     return c.submit(
                         _match_rows, search, stage, f_src, f_tgt, fsrc_in, ftgt_feat, blk,
                         pure=False, priority=-blk.index,
                     )  # fmt: skip
-            else:
+                f_src, f_tgt = shipped
+                return c.submit(
+                    _match_tile, stage, f_src, f_tgt, blk, keep, pure=False,
+                    priority=-blk.index,
+                )  # fmt: skip
 
-                def submit(blk: Block) -> Future[Any]:
-                    return c.submit(
-                        _match_tile, stage, f_src, f_tgt, blk, keep, pure=False,
-                        priority=-blk.index,
-                    )  # fmt: skip
+            def reship() -> None:
+                nonlocal shipped
+                for f in shipped:
+                    f.release()
+                shipped = ship()
 
             def on_result(blk: Block, res: dict[str, npt.NDArray[Any]]) -> None:
                 parts[blk.index] = res
@@ -271,9 +283,10 @@ def match(
                 run_blocks(
                     c, todo, submit, on_result, progress=progress, desc="match",
                     timeout=timeout, n_done=len(blocks) - len(todo), on_stop=on_stop,
+                    reship=reship,
                 )  # fmt: skip
             finally:
-                for f in (f_src, f_tgt, *extra):
+                for f in shipped:
                     f.release()
             if store is not None:
                 store.record.save(force=True)
