@@ -24,6 +24,7 @@ distributed = optional_import("distributed")
 pd = pytest.importorskip("pandas")
 
 import semot.distributed as sd  # noqa: E402 - needs the optional import above
+from semot.distributed import match_blocks  # noqa: E402
 
 
 def clouds(rng, n_clouds, n=10, d=5, uniform=False, dtype=np.float64):
@@ -203,16 +204,23 @@ def lost_inputs_case(name):
             lambda **kw: sd.sinkhorn_cdist(a, b, reg=2.0, block_size=10, **kw),
             semot.sinkhorn_cdist(a, b, reg=2.0),
         )
+    if name == "match-search":
+        a, b = clouds(rng, 60), clouds(rng, 50)
+        opts = dict(candidates="centroid", n_candidates=6)
+        return lambda **kw: sd.match(a, b, **opts, **kw), semot.match(a, b, **opts)
     a, b = clouds(rng, 40), clouds(rng, 35)
     return lambda **kw: sd.match(a, b, block_size=4, **kw), semot.match(a, b)
 
 
-@pytest.mark.parametrize("name", ["sinkhorn-cdist", "match"])
+@pytest.mark.parametrize("name", ["sinkhorn-cdist", "match", "match-search"])
 def test_lost_scattered_inputs_are_sent_again(client, monkeypatch, name):
     # Dask's active memory manager drops extra replicas of scattered data, so the worker that
     # dies may hold the last copy of the clouds: its blocks come back cancelled. Here every
     # input is scattered to one worker only and its holders are killed after the first block.
     run, want = lost_inputs_case(name)
+    # The candidate search's row blocks hold KNN_BLOCK_ROWS rows: a few, so that blocks are
+    # still pending when the inputs are lost.
+    monkeypatch.setattr(match_blocks, "KNN_BLOCK_ROWS", 4)
     shipped = []
     scatter = client.scatter
 
