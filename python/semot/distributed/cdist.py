@@ -54,7 +54,14 @@ from semot.distributed.blocks import (
     takes_gemm_path,
     tiles,
 )
-from semot.distributed.client import ClientLike, Progress, connect, run_blocks, scatter
+from semot.distributed.client import (
+    ClientLike,
+    Progress,
+    Shipment,
+    connect,
+    run_blocks,
+    scatter,
+)
 from semot.distributed.kernels import (
     BlockResult,
     Kernel,
@@ -134,10 +141,10 @@ def _run_cdist(
                 take_topk(blk, smallest_k(sink.read(blk), top_k, blk.c0))
         todo = [b for b in blocks if b.index not in done]
         if todo:
-            shipped = scatter(c, kernel, ca, cb)
+            shipped = Shipment(lambda: scatter(c, kernel, ca, cb))
 
             def submit(blk: Block) -> Future[Any]:
-                fk, fa, fb = shipped
+                fk, fa, fb = shipped.futures
                 return c.submit(
                     cdist_block, fk, fa, fb, blk, sink, top_k,
                     key=f"semot-{desc}-{blk.index}-{os.urandom(4).hex()}",
@@ -161,20 +168,13 @@ def _run_cdist(
                 if record is not None:
                     record.save(force=True)
 
-            def reship() -> None:
-                nonlocal shipped
-                for f in shipped:
-                    f.release()
-                shipped = scatter(c, kernel, ca, cb)
-
             try:
                 run_blocks(
                     c, todo, submit, on_result, progress=progress, desc=desc, timeout=timeout,
-                    n_done=len(blocks) - len(todo), on_stop=on_stop, reship=reship,
+                    n_done=len(blocks) - len(todo), on_stop=on_stop, reship=shipped.reship,
                 )  # fmt: skip
             finally:
-                for f in shipped:
-                    f.release()
+                shipped.release()
             if record is not None:
                 record.save(force=True)
         if best is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "ClientLike",
     "Progress",
     "ProgressBar",
+    "Shipment",
     "ShippedClouds",
     "aligned",
     "check_address",
@@ -223,6 +224,28 @@ def _ping(client: Client, timeout: float) -> int:
             f"lost the Dask scheduler at {client.scheduler.address}: {box['error']}"
         )
     return int(box["n"])
+
+
+class Shipment:
+    """Inputs on the cluster, ``make()``'s futures, that can be sent again.
+
+    Pass :meth:`reship` as :func:`run_blocks`' ``reship`` and read :attr:`futures` in its
+    ``submit``; :meth:`release` when the blocks are done.
+    """
+
+    def __init__(self, make: Callable[[], list[Future[Any]]]) -> None:
+        self._make = make
+        self.futures = make()
+
+    def reship(self) -> None:
+        """Release the current inputs and send them again."""
+        self.release()
+        self.futures = self._make()
+
+    def release(self) -> None:
+        """Release the current inputs."""
+        for f in self.futures:
+            f.release()
 
 
 #: How many times :func:`run_blocks` sends lost inputs again within one call.

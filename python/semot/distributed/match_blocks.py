@@ -25,7 +25,15 @@ from semot.clouds import PointClouds
 from semot.distances.choice import Distance
 from semot.distances.sinkhorn import DEFAULT_MAX_ITER, DEFAULT_TOL, warn_unconverged
 from semot.distributed.blocks import DEFAULT_BLOCK, Block, clouds_rows, row_blocks, tiles
-from semot.distributed.client import ClientLike, Progress, aligned, connect, run_blocks, scatter
+from semot.distributed.client import (
+    ClientLike,
+    Progress,
+    Shipment,
+    aligned,
+    connect,
+    run_blocks,
+    scatter,
+)
 from semot.distributed.sinks import BlockStore, digest_arrays, digest_clouds
 from semot.matching.frame import Assignment, Threshold, all_pairs, matches_from_pairs
 from semot.matching.matcher import (
@@ -249,26 +257,20 @@ def match(
                 ftgt_feat = c.submit(_target_features, search, ftgt_in, pure=False)
                 return [f_src, f_tgt, fsrc_in, ftgt_in, ftgt_feat]
 
-            shipped = ship()
+            shipped = Shipment(ship)
 
             def submit(blk: Block) -> Future[Any]:
                 if search is not None:
-                    f_src, f_tgt, fsrc_in, _, ftgt_feat = shipped
+                    f_src, f_tgt, fsrc_in, _, ftgt_feat = shipped.futures
                     return c.submit(
                         _match_rows, search, stage, f_src, f_tgt, fsrc_in, ftgt_feat, blk,
                         pure=False, priority=-blk.index,
                     )  # fmt: skip
-                f_src, f_tgt = shipped
+                f_src, f_tgt = shipped.futures
                 return c.submit(
                     _match_tile, stage, f_src, f_tgt, blk, keep, pure=False,
                     priority=-blk.index,
                 )  # fmt: skip
-
-            def reship() -> None:
-                nonlocal shipped
-                for f in shipped:
-                    f.release()
-                shipped = ship()
 
             def on_result(blk: Block, res: dict[str, npt.NDArray[Any]]) -> None:
                 parts[blk.index] = res
@@ -283,11 +285,10 @@ def match(
                 run_blocks(
                     c, todo, submit, on_result, progress=progress, desc="match",
                     timeout=timeout, n_done=len(blocks) - len(todo), on_stop=on_stop,
-                    reship=reship,
+                    reship=shipped.reship,
                 )  # fmt: skip
             finally:
-                for f in shipped:
-                    f.release()
+                shipped.release()
             if store is not None:
                 store.record.save(force=True)
 
